@@ -1,0 +1,133 @@
+"""The one exception hierarchy of the project.
+
+Every error the library raises on purpose derives from :class:`OrchestratorError`, and every
+error says whether trying again can help (:attr:`OrchestratorError.retryable`): the Celery
+runtime maps that single flag to "retry with backoff" or "dead-letter", so nothing else has to
+know the tree.
+
+::
+
+    OrchestratorError
+    ├── DefinitionError                 bad contract / machine / handler definition (import time)
+    ├── ViolationError                  Arvo violations: re-raised, never turned into events
+    │   ├── ContractViolation           event data or dataschema does not match the contract
+    │   ├── ConfigViolation             wrong handler, unknown version, unresolvable machine
+    │   ├── ExecutionViolation          invalid subject, bad parentSubject$$, machine misuse
+    │   └── TransactionViolation        lock / read / write of machine memory failed (retryable)
+    └── DecodeError                     a message on the wire that is not an ArvoEvent
+
+``ViolationError`` mirrors arvo-event-handler's structural violation check: it carries
+``violation_type`` and its ``str()`` is ``ViolationError<Type> message``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class OrchestratorError(Exception):
+    """Base class of every error raised by this project on purpose."""
+
+    #: Whether the same input may succeed if tried again later.
+    retryable: bool = False
+
+
+class DefinitionError(OrchestratorError, ValueError):
+    """A contract, machine or handler is defined wrongly; raised when it is built."""
+
+
+class DecodeError(OrchestratorError, ValueError):
+    """Bytes or a mapping received from the wire cannot be read as an ArvoEvent."""
+
+
+class ViolationError(OrchestratorError):
+    """An Arvo violation: it propagates to the caller instead of becoming a system error event.
+
+    Args:
+        message: what went wrong, naming the field and the rule.
+        metadata: optional structured details (for logs and the dead-letter store).
+    """
+
+    violation_type: str = "Violation"
+
+    def __init__(self, message: str, metadata: dict[str, Any] | None = None) -> None:
+        self.raw_message = message
+        self.metadata = metadata
+        super().__init__(f"ViolationError<{self.violation_type}> {message}")
+
+    @property
+    def name(self) -> str:
+        """The Arvo error name, e.g. ``ViolationError<Contract>``."""
+        return f"ViolationError<{self.violation_type}>"
+
+    @property
+    def message(self) -> str:
+        """The full message, ``ViolationError<Type> ...``."""
+        return str(self)
+
+
+class ContractViolation(ViolationError):
+    """Event data, dataschema or emitted payload does not satisfy the contract."""
+
+    violation_type = "Contract"
+
+
+class ConfigViolation(ViolationError):
+    """The event reached a handler/orchestrator that is not configured for it."""
+
+    violation_type = "Config"
+
+
+class ExecutionViolation(ViolationError):
+    """The event cannot be executed as given (invalid subject, invalid parent subject...)."""
+
+    violation_type = "Execution"
+
+
+class TransactionCause(StrEnum):
+    """Why a machine-memory transaction failed (arvo ``TransactionViolationCause``)."""
+
+    LOCK_FAILURE = "LOCK_MACHINE_MEMORY_FAILURE"
+    LOCK_UNACQUIRED = "LOCK_UNACQUIRED"
+    READ_FAILURE = "READ_MACHINE_MEMORY_FAILURE"
+    WRITE_FAILURE = "WRITE_MACHINE_MEMORY_FAILURE"
+    WRITE_CONFLICT = "WRITE_CONFLICT"
+    INVALID_SUBJECT = "INVALID_SUBJECT"
+
+
+class TransactionViolation(ViolationError):
+    """Machine memory could not be locked, read or written: the event must be tried again.
+
+    Args:
+        cause: which transaction step failed.
+        message: human readable details.
+        metadata: optional details (the initiating event, the subject...).
+    """
+
+    violation_type = "OrchestratorTransaction"
+
+    def __init__(
+        self, cause: TransactionCause, message: str, metadata: dict[str, Any] | None = None
+    ) -> None:
+        self.cause = cause
+        super().__init__(f"[{cause.value}] {message}", metadata)
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        """Lock, read, write and conflict failures are transient; a bad subject is not."""
+        return self.cause is not TransactionCause.INVALID_SUBJECT
+
+
+def is_violation(error: BaseException) -> bool:
+    """True when ``error`` must propagate rather than become a system error event."""
+    return isinstance(error, ViolationError)
+
+
+def is_transaction_violation(error: BaseException, cause: TransactionCause | None = None) -> bool:
+    """True for a :class:`TransactionViolation`, optionally of the given ``cause``."""
+    return isinstance(error, TransactionViolation) and (cause is None or error.cause is cause)
+
+
+class InvalidSubject(OrchestratorError, ValueError):
+    """A string is not a valid ArvoOrchestrationSubject, or subject content is invalid."""
