@@ -1,0 +1,91 @@
+"""The :class:`MachineMemory` port: versioned records, fenced leases, consumed ids, outbox.
+
+Arvo's ``IMachineMemory`` (spec 6.1) has read / write(prev) / lock / unlock and leaves
+compare-and-set optional. Here it is mandatory, because at-least-once delivery makes every
+weakness of spec 10.1-10.4 and 10.7 a real lost or doubled update:
+
+* ``read`` returns the record together with its **version** and whether the event being
+  processed was **already consumed** by this subject (idempotency, 10.7);
+* ``write`` is a compare-and-set on that version, **fenced** by the lease: a writer whose lock
+  expired (and was taken by someone else) is refused, whatever the version says (10.3);
+* ``write`` also records the consumed event id and the step's **outbox** (the events to
+  publish), atomically with the state; ``settle`` clears the outbox once they are published, and
+  a redelivered event whose outbox is still there gets it back from ``read`` to publish again.
+
+Implementations raise :class:`~orchestrator.errors.TransactionViolation` for conflicts
+(``WRITE_CONFLICT``) and infrastructure failures are left to the caller to map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof of holding the per-subject lock; ``token`` is unique per acquisition."""
+
+    subject: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What ``read`` found for a subject.
+
+    Attributes:
+        record: the stored record (a private copy), or None when nothing is stored.
+        version: the record version; 0 when nothing is stored. Pass it back to ``write``.
+        consumed: the event id given to ``read`` has already been applied to this subject.
+        pending: when ``consumed``, the outbox of that event if it was never settled
+            (events produced but maybe not published); otherwise None.
+    """
+
+    record: dict[str, Any] | None
+    version: int
+    consumed: bool = False
+    pending: list[dict[str, Any]] | None = field(default=None)
+
+
+@runtime_checkable
+class MachineMemory(Protocol):
+    """Storage and locking for orchestrator state, keyed by the event subject."""
+
+    def lock(self, subject: str) -> Lease | None:
+        """Try once to take the subject's lock; None when someone else holds it.
+
+        Never waits: contention is answered by retrying the event later (spec 10.2).
+        The lock must expire on its own so that a crashed holder cannot block a workflow.
+        """
+        ...
+
+    def unlock(self, lease: Lease) -> bool:
+        """Release the lock if ``lease`` still owns it; False otherwise (never raises)."""
+        ...
+
+    def read(self, subject: str, event_id: str | None = None) -> ReadResult:
+        """Read the record, its version and (given ``event_id``) whether it was consumed."""
+        ...
+
+    def write(
+        self,
+        subject: str,
+        record: dict[str, Any],
+        *,
+        prev_version: int,
+        lease: Lease | None,
+        event_id: str | None = None,
+        outbox: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Store ``record`` if the stored version is still ``prev_version``; return the new one.
+
+        Also marks ``event_id`` consumed and stores ``outbox`` under it, atomically with the
+        record. Raises ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or when
+        ``lease`` no longer holds the lock.
+        """
+        ...
+
+    def settle(self, subject: str, event_id: str) -> None:
+        """Forget the outbox of ``event_id``: its events have been published."""
+        ...

@@ -1,0 +1,138 @@
+"""In-process :class:`~orchestrator.memory.base.MachineMemory` for the embedded mode and tests.
+
+Unlike Arvo's ``SimpleMachineMemory`` (spec 6.2, 10.3, 10.4) it copies on read and on write (a
+caller can never alias stored state), honours compare-and-set, gives locks an owner token and a
+time to live, and fences writes by the lease. State is per instance, never on the class.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.errors import TransactionCause, TransactionViolation
+from orchestrator.memory.base import Lease, ReadResult
+
+#: Default lock time to live, seconds.
+DEFAULT_LOCK_TTL = 30.0
+
+
+class InMemoryMachineMemory:
+    """Thread-safe in-memory machine memory.
+
+    Args:
+        lock_ttl: seconds after which an unreleased lock expires.
+        clock: monotonic clock, injectable so tests can expire locks without sleeping.
+    """
+
+    def __init__(
+        self, lock_ttl: float = DEFAULT_LOCK_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lock_ttl = lock_ttl
+        self._clock = clock
+        self._mutex = threading.Lock()
+        self._records: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._consumed: dict[str, set[str]] = {}
+        self._outbox: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    @staticmethod
+    def _require(subject: str, operation: str) -> None:
+        if not subject:
+            raise ValueError(f"Machine ID is required for {operation} operation")
+
+    def lock(self, subject: str) -> Lease | None:
+        """Take the lock unless a live lease holds it."""
+        self._require(subject, "lock")
+        now = self._clock()
+        with self._mutex:
+            held = self._locks.get(subject)
+            if held is not None and held[1] > now:
+                return None
+            token = uuid.uuid4().hex
+            self._locks[subject] = (token, now + self._lock_ttl)
+            return Lease(subject, token)
+
+    def unlock(self, lease: Lease) -> bool:
+        """Release only a lock this lease still owns."""
+        with self._mutex:
+            held = self._locks.get(lease.subject)
+            if held is None or held[0] != lease.token:
+                return False
+            del self._locks[lease.subject]
+            return True
+
+    def read(self, subject: str, event_id: str | None = None) -> ReadResult:
+        """Return a deep copy of the record, its version and the consumed/pending state."""
+        self._require(subject, "read")
+        with self._mutex:
+            version, record = self._records.get(subject, (0, None))
+            consumed = event_id is not None and event_id in self._consumed.get(subject, ())
+            pending = self._outbox.get((subject, event_id)) if consumed and event_id else None
+            return ReadResult(
+                record=copy.deepcopy(record) if record is not None else None,
+                version=version,
+                consumed=consumed,
+                pending=copy.deepcopy(pending) if pending is not None else None,
+            )
+
+    def write(
+        self,
+        subject: str,
+        record: dict[str, Any],
+        *,
+        prev_version: int,
+        lease: Lease | None,
+        event_id: str | None = None,
+        outbox: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Compare-and-set the record, fenced by ``lease``; record consumption and outbox."""
+        self._require(subject, "write")
+        if record is None:
+            raise ValueError("Data is required for write operation")
+        now = self._clock()
+        with self._mutex:
+            if lease is not None:
+                held = self._locks.get(subject)
+                if held is None or held[0] != lease.token or held[1] <= now:
+                    raise TransactionViolation(
+                        TransactionCause.WRITE_CONFLICT,
+                        f"Lock lost before write for subject={subject}: a newer holder may own it",
+                    )
+            current = self._records.get(subject, (0, None))[0]
+            if current != prev_version:
+                raise TransactionViolation(
+                    TransactionCause.WRITE_CONFLICT,
+                    f"Record version moved for subject={subject}: expected {prev_version}, found {current}",
+                )
+            new_version = current + 1
+            self._records[subject] = (new_version, copy.deepcopy(record))
+            if event_id is not None:
+                self._consumed.setdefault(subject, set()).add(event_id)
+                if outbox:
+                    self._outbox[(subject, event_id)] = copy.deepcopy(outbox)
+            return new_version
+
+    def settle(self, subject: str, event_id: str) -> None:
+        """Drop the outbox of a published step."""
+        with self._mutex:
+            self._outbox.pop((subject, event_id), None)
+
+    def clear(self, subject: str | None = None) -> None:
+        """Forget one subject (or everything): records, locks, consumed ids and outboxes."""
+        with self._mutex:
+            if subject is None:
+                self._records.clear()
+                self._locks.clear()
+                self._consumed.clear()
+                self._outbox.clear()
+                return
+            self._records.pop(subject, None)
+            self._locks.pop(subject, None)
+            self._consumed.pop(subject, None)
+            for key in [k for k in self._outbox if k[0] == subject]:
+                del self._outbox[key]
