@@ -1,0 +1,173 @@
+"""MachineExecutionEngine: start or resume an ArvoMachine for one event and collect the result.
+
+Constructing a StateChart costs more than sending it an event, so the engine keeps a small pool
+of warm instances per machine class and, for each step, loads the persisted snapshot into one:
+the active configuration, the history values and the context. A snapshot is plain JSON (state
+values and the context's JSON form), never a pickled object, so it can live in Redis and survive
+a code deploy that keeps the state names.
+
+An instance that raised during a step is dropped rather than returned to the pool, since its
+engine may be half way through a macrostep.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from statemachine.engines.base import EventQueue
+from statemachine.orderedset import OrderedSet
+
+from orchestrator.errors import ExecutionViolation
+from orchestrator.event import ArvoEvent
+from orchestrator.machine import ArvoMachine, EmittedEvent
+
+#: Warm instances kept per machine class (one per concurrently running step is enough).
+POOL_SIZE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """The outcome of one machine step.
+
+    Attributes:
+        snapshot: the JSON snapshot to persist (configuration, history, context).
+        status: ``"active"`` or ``"done"`` (a top-level final state was reached).
+        emitted: events the machine emitted, in order.
+        output: the completion data when the machine reached its final state in this step.
+    """
+
+    snapshot: dict[str, Any]
+    status: str
+    emitted: list[EmittedEvent]
+    output: dict[str, Any] | None
+
+
+class _Model:
+    """The attribute holder python-statemachine stores the configuration on."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+
+class MachineExecutionEngine:
+    """Runs machine steps on pooled, reusable StateChart instances."""
+
+    def __init__(self, pool_size: int = POOL_SIZE) -> None:
+        self._pool_size = pool_size
+        self._pools: dict[type[ArvoMachine], list[ArvoMachine]] = {}
+        self._mutex = threading.Lock()
+
+    def execute(
+        self,
+        machine: type[ArvoMachine],
+        event: ArvoEvent,
+        snapshot: Mapping[str, Any] | None,
+        data: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Start the machine from ``event`` (no snapshot) or resume it and send ``event``.
+
+        ``data`` is the event data as validated by its contract (defaults to ``event.data``);
+        callbacks receive it as the ``data`` keyword and the event as ``arvo_event``.
+
+        Raises:
+            ExecutionViolation: a resume without a snapshot was requested for a non-init event.
+            Exception: whatever the machine's actions, guards or context factory raised.
+        """
+        if snapshot is None and event.type != machine.source:
+            raise ExecutionViolation(
+                f"Invalid initialization event: machine requires source event '{machine.source}' "
+                f"to start, but received event '{event.type}' instead"
+            )
+        payload = event.data if data is None else data
+        instance = self._acquire(machine)
+        instance._emitted = []
+        instance.arvo_event = event
+        # On an exception the instance is simply not returned to the pool.
+        if snapshot is None:
+            instance.context = instance.init_context(payload)
+            instance.history_values = {}
+            instance.current_state_value = None
+            instance._engine.activate_initial_state(data=payload, arvo_event=event)
+        else:
+            self._restore(instance, snapshot)
+            instance.send(event.type, data=payload, arvo_event=event)
+        done = instance.is_terminated
+        result = ExecutionResult(
+            snapshot=self._snapshot(instance),
+            status="done" if done else "active",
+            emitted=instance._emitted,
+            output=_output_of(instance) if done else None,
+        )
+        self._release(machine, instance)
+        return result
+
+    def _acquire(self, machine: type[ArvoMachine]) -> ArvoMachine:
+        with self._mutex:
+            pool = self._pools.get(machine)
+            if pool:
+                instance = pool.pop()
+            else:
+                instance = None
+        if instance is None:
+            initial = machine.initial_state
+            assert initial is not None
+            # A model that already holds a state keeps the constructor from entering the initial
+            # state (and running its entry actions) before any context exists.
+            instance = machine(model=_Model(initial.value))
+        engine = instance._engine
+        engine.running = True
+        engine.external_queue = EventQueue()
+        engine.internal_queue = EventQueue()
+        engine._root_parallel_final_pending = None
+        return instance
+
+    def _release(self, machine: type[ArvoMachine], instance: ArvoMachine) -> None:
+        instance.context = None
+        instance._emitted = []
+        with self._mutex:
+            pool = self._pools.setdefault(machine, [])
+            if len(pool) < self._pool_size:
+                pool.append(instance)
+
+    @staticmethod
+    def _restore(instance: ArvoMachine, snapshot: Mapping[str, Any]) -> None:
+        configuration = snapshot["configuration"]
+        instance.current_state_value = (
+            OrderedSet(configuration) if len(configuration) > 1 else configuration[0]
+        )
+        states_map = type(instance).states_map
+        instance.history_values = {
+            key: [states_map[value] for value in values]
+            for key, values in snapshot.get("history", {}).items()
+        }
+        context = snapshot.get("context")
+        model = instance.context_model
+        instance.context = model.model_validate(context) if model is not None else dict(context or {})
+
+    @staticmethod
+    def _snapshot(instance: ArvoMachine) -> dict[str, Any]:
+        context = instance.context
+        if isinstance(context, BaseModel):
+            context = context.model_dump(mode="json", by_alias=True)
+        return {
+            "configuration": list(instance.configuration_values),
+            "history": {
+                key: [state.value for state in states] for key, states in instance.history_values.items()
+            },
+            "context": context,
+        }
+
+
+def _output_of(instance: ArvoMachine) -> dict[str, Any]:
+    output = instance.output()
+    if output is None:
+        return {}
+    if isinstance(output, BaseModel):
+        return output.model_dump(mode="json", by_alias=True)
+    return dict(output)

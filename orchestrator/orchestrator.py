@@ -1,0 +1,522 @@
+"""ArvoOrchestrator: the pipeline of the founding document, one event at a time (spec section 5).
+
+``process(event)`` validates the subject, ignores events owned by other orchestrators, takes the
+subject's lock, reads the record, skips events this subject already consumed, starts or resumes
+the machine, builds and validates the emitted events (completion, service calls, child
+orchestrations), writes the new record with compare-and-set, and always releases the lock.
+
+Fixes of spec section 10 made here: the lock is always taken (10.1) and contention is a retryable
+``TransactionViolation`` (10.2); writes are compare-and-set fenced by the lease (10.3, 10.4);
+completion is emitted when the machine *enters* its final state (10.6); consumed event ids make
+redelivery a no-op (10.7); a failure keeps the last good state and the error as
+name/message/stack, and a failed failure write is retried, not just logged (10.5); an invalid
+``parentSubject$$`` on an init event is refused (10.15); system errors follow the completion's
+routing (10.13); domains are de-duplicated after resolution (10.12); silent drops are counted
+(10.21).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.contract import VersionedArvoContract, create_arvo_error, parse_dataschema
+from orchestrator.domain import ArvoDomain, resolve_domains
+from orchestrator.engine import ExecutionResult, MachineExecutionEngine
+from orchestrator.errors import (
+    ConfigViolation,
+    ContractViolation,
+    ExecutionViolation,
+    TransactionCause,
+    TransactionViolation,
+    ViolationError,
+)
+from orchestrator.event import ArvoEvent, create_arvo_event
+from orchestrator.machine import ArvoMachine, EmittedEvent
+from orchestrator.memory.base import Lease, MachineMemory, ReadResult
+from orchestrator.registry import MachineRegistry
+from orchestrator.subject import OrchestrationSubject, SubjectContent
+from orchestrator.telemetry import TraceHeaders, execution_span
+
+logger = logging.getLogger(__name__)
+
+#: Version of the persisted record layout.
+RECORD_SCHEMA_VERSION = 1
+#: Namespace of the deterministic ids of emitted events.
+EMIT_ID_NAMESPACE = uuid.UUID("0b4e5a3c-2f61-4d8e-b1a7-6c9d0e3f2a58")
+
+DEFAULT_DOMAINS: Mapping[str, tuple[str | None, ...]] = {
+    "services": (ArvoDomain.LOCAL,),
+    "complete": (ArvoDomain.ORCHESTRATION_CONTEXT,),
+    "system_error": (ArvoDomain.ORCHESTRATION_CONTEXT,),
+}
+
+
+class StepOutcome(StrEnum):
+    """What ``process`` did with an event."""
+
+    APPLIED = "applied"  #: the machine ran and its new state was written
+    FAILED = "failed"  #: user code failed; system error events and a failure record
+    DUPLICATE = "duplicate"  #: this subject already consumed the event id
+    IGNORED = "ignored"  #: not for this orchestrator, stray, or the workflow is over
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """The result of ``process``.
+
+    Attributes:
+        events: events to publish. For a duplicate: the step's outbox if it was never settled.
+        outcome: see :class:`StepOutcome`.
+        reason: why an event was ignored.
+    """
+
+    events: list[ArvoEvent]
+    outcome: StepOutcome
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class _Step:
+    """State gathered while processing one event."""
+
+    event: ArvoEvent
+    subject: SubjectContent
+    headers: TraceHeaders
+    read: ReadResult | None = None
+    lease: Lease | None = None
+    parent_subject: str | None = None
+    init_event_id: str | None = None
+    machine: type[ArvoMachine] | None = None
+    emitted_index: int = 0
+    produced: list[ArvoEvent] = field(default_factory=list)
+
+
+class ArvoOrchestrator:
+    """Runs statechart machines that share one orchestrator contract, one version each."""
+
+    def __init__(
+        self,
+        machines: Iterable[type[ArvoMachine]],
+        memory: MachineMemory,
+        executionunits: float = 0,
+        default_domains: Mapping[str, tuple[str | None, ...]] | None = None,
+        engine: MachineExecutionEngine | None = None,
+    ) -> None:
+        self.registry = MachineRegistry(machines)
+        self.memory = memory
+        self.executionunits = executionunits
+        self.source = self.registry.source
+        self._domains = {**DEFAULT_DOMAINS, **(default_domains or {})}
+        self._engine = engine or MachineExecutionEngine()
+        latest_contract = self.registry.latest.contract
+        assert latest_contract is not None
+        self._latest_contract: VersionedArvoContract = latest_contract
+        self.system_error_type = latest_contract.system_error.type
+        #: Counts of ignored events by reason (Arvo drops them with only a log line).
+        self.ignored: Counter[str] = Counter()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def execute(self, event: ArvoEvent) -> list[ArvoEvent]:
+        """Process ``event`` and hand over its events (in-process use: settles the outbox)."""
+        result = self.process(event)
+        if result.outcome is StepOutcome.DUPLICATE:
+            return []
+        if result.outcome is not StepOutcome.IGNORED:
+            self.memory.settle(event.subject, event.id)
+        return result.events
+
+    def settle(self, event: ArvoEvent) -> None:
+        """Mark the events produced for ``event`` as published."""
+        self.memory.settle(event.subject, event.id)
+
+    def process(self, event: ArvoEvent) -> StepResult:
+        """Run one orchestration step for ``event`` without settling its outbox.
+
+        Raises:
+            ExecutionViolation: the subject is not an orchestration subject, bad parentSubject$$.
+            ConfigViolation: no machine for the subject's version, event not in any contract.
+            ContractViolation: input or emitted data does not satisfy a contract.
+            TransactionViolation: lock busy, memory unreachable, or a write conflict (retryable).
+        """
+        with execution_span(f"Orchestrator<{self.source}>", event, "orchestrator") as span:
+            try:
+                return self._process(event, span.headers)
+            except ViolationError as error:
+                span.record_error(error)
+                raise
+
+    # -- pipeline -----------------------------------------------------------------------------
+
+    def _ignore(self, reason: str, event: ArvoEvent) -> StepResult:
+        self.ignored[reason] += 1
+        logger.info("orchestrator %s ignored event %s (%s): %s", self.source, event.id, event.type, reason)
+        return StepResult([], StepOutcome.IGNORED, reason)
+
+    def _process(self, event: ArvoEvent, headers: TraceHeaders) -> StepResult:
+        try:
+            subject = OrchestrationSubject.parse(event.subject)
+        except ValueError:
+            raise ExecutionViolation(
+                f"Invalid event (id={event.id}) subject format. Expected an ArvoOrchestrationSubject but "
+                f"received '{event.subject}'. The subject must follow the format specified by "
+                "ArvoOrchestrationSubject schema"
+            ) from None
+        if subject.orchestrator.name != self.source:
+            return self._ignore("foreign-subject", event)
+        step = _Step(event=event, subject=subject, headers=headers)
+        step.lease = self._lock(event)
+        try:
+            return self._locked_step(step)
+        finally:
+            try:
+                self.memory.unlock(step.lease)
+            except Exception:  # unlock is best effort; the lease expires on its own
+                logger.warning("unlock failed for subject %s", event.subject, exc_info=True)
+
+    def _lock(self, event: ArvoEvent) -> Lease:
+        try:
+            lease = self.memory.lock(event.subject)
+        except TransactionViolation:
+            raise
+        except Exception as error:
+            raise TransactionViolation(
+                TransactionCause.LOCK_FAILURE,
+                f"Error acquiring lock for event (subject={event.subject}): {error}",
+                {"event_id": event.id},
+            ) from error
+        if lease is None:
+            raise TransactionViolation(
+                TransactionCause.LOCK_UNACQUIRED,
+                "Lock acquisition denied - Unable to obtain exclusive access to event processing",
+                {"event_id": event.id, "subject": event.subject},
+            )
+        return lease
+
+    def _read(self, event: ArvoEvent) -> ReadResult:
+        try:
+            return self.memory.read(event.subject, event.id)
+        except TransactionViolation:
+            raise
+        except Exception as error:
+            raise TransactionViolation(
+                TransactionCause.READ_FAILURE,
+                f"Error reading state for event (subject={event.subject}): {error}",
+                {"event_id": event.id},
+            ) from error
+
+    def _locked_step(self, step: _Step) -> StepResult:
+        event = step.event
+        read = step.read = self._read(event)
+        if read.consumed:
+            pending = [ArvoEvent.model_validate(item) for item in read.pending or ()]
+            return StepResult(pending, StepOutcome.DUPLICATE)
+        record = read.record
+        if record is not None and record.get("executionStatus") == "failure":
+            return self._ignore("workflow-failed", event)
+        if record is None and event.type != self.source:
+            return self._ignore("no-workflow", event)
+        if record is not None and event.type == self.source:
+            return self._ignore("already-initialised", event)
+        if record is not None and record.get("status") == "done":
+            return self._ignore("workflow-done", event)
+        if record is None:
+            step.parent_subject = self._init_parent_subject(event)
+            step.init_event_id = event.id
+        else:
+            step.parent_subject = record.get("parentSubject")
+            step.init_event_id = record.get("initEventId")
+        step.machine = self.registry.resolve(step.subject.orchestrator.name, step.subject.orchestrator.version)
+        data = self._validate_input(step.machine, event)
+        try:
+            result = self._engine.execute(
+                step.machine, event, record["state"] if record is not None else None, data
+            )
+            emitted = self._emittables(step, result)
+        except ViolationError:
+            raise
+        except Exception as error:
+            return self._fail(step, error)
+        record = self._record(step, result, emitted)
+        self._write(step, record, emitted)
+        return StepResult(emitted, StepOutcome.APPLIED)
+
+    def _init_parent_subject(self, event: ArvoEvent) -> str | None:
+        parent = event.data.get("parentSubject$$")
+        if parent is not None and not (isinstance(parent, str) and OrchestrationSubject.is_valid(parent)):
+            raise ExecutionViolation(
+                f"Invalid parentSubject$$ on init event (id={event.id}): it must be null or an "
+                f"ArvoOrchestrationSubject, received {parent!r}"
+            )
+        return parent
+
+    def _validate_input(self, machine: type[ArvoMachine], event: ArvoEvent) -> dict[str, Any]:
+        parsed = parse_dataschema(event.dataschema)
+        if parsed is None:
+            raise ContractViolation(
+                "Input validation failed - Event data does not meet contract requirements: Event "
+                f"dataschema resolution failed: '{event.dataschema}' is not '<contract uri>/<x.y.z>'"
+            )
+        route = machine.route(event.type)
+        if route is None:
+            raise ConfigViolation(
+                "Contract validation failed - Event does not match any registered contract schemas "
+                "in the machine"
+            )
+        uri, version = parsed
+        contract = route.contract
+        if uri != contract.uri:
+            raise ContractViolation(
+                "Input validation failed - Event data does not meet contract requirements: Contract URI "
+                f"mismatch: Expected '{contract.uri}' but got '{uri}'"
+            )
+        if version != "0.0.0" and version != contract.version:
+            raise ContractViolation(
+                "Input validation failed - Event data does not meet contract requirements: Contract "
+                f"version mismatch: Expected '{contract.version}' but got '{version}'"
+            )
+        try:
+            return route.schema.model_validate(event.data).model_dump(mode="json", by_alias=True)
+        except ValidationError as error:
+            raise ContractViolation(
+                f"Input validation failed - Event data does not meet contract requirements: {error}"
+            ) from None
+
+    # -- building events ------------------------------------------------------------------------
+
+    def _emittables(self, step: _Step, result: ExecutionResult) -> list[ArvoEvent]:
+        events: list[ArvoEvent] = []
+        for item in result.emitted:
+            events.extend(self._build(step, item, self._domains["services"]))
+        if result.output is not None:
+            events.extend(self._completion(step, result.output))
+        return events
+
+    def _completion(self, step: _Step, output: dict[str, Any]) -> list[ArvoEvent]:
+        contract = step.machine.contract if step.machine is not None else None
+        assert contract is not None and contract.complete_type is not None
+        meta_id = output.pop("__id", None)
+        meta_units = output.pop("__executionunits", None)
+        meta_domain = output.pop("__domain", None)
+        schema = contract.emits[contract.complete_type]
+        try:
+            data = schema.model_validate(output).model_dump(mode="json", by_alias=True)
+        except ValidationError as error:
+            raise ContractViolation(
+                "[Emittable Event Creation] Invalid event data: Schema validation failed.\n"
+                f"Event type: {contract.complete_type}\nDetails: {error}"
+            ) from None
+        item = EmittedEvent(
+            type=contract.complete_type,
+            data=data,
+            contract=contract,
+            to=step.subject.meta.get("redirectto") or step.subject.execution.initiator,
+            executionunits=meta_units,
+            id=meta_id,
+            domain=tuple(meta_domain) if meta_domain else None,
+        )
+        return self._build(step, item, self._domains["complete"], completion=True)
+
+    def _build(
+        self,
+        step: _Step,
+        item: EmittedEvent,
+        default_domains: tuple[str | None, ...],
+        completion: bool = False,
+    ) -> list[ArvoEvent]:
+        event = step.event
+        index = step.emitted_index
+        step.emitted_index += 1
+        contract = item.contract
+        self_contract = step.machine.contract if step.machine is not None else None
+        domains = resolve_domains(
+            item.domain or default_domains,
+            parent_subject=step.parent_subject,
+            current_subject=event.subject,
+            self_contract_domain=self_contract.domain if self_contract else None,
+            event_contract_domain=contract.domain if contract else None,
+            triggering_event_domain=event.domain,
+        )
+        subject = event.subject
+        parentid = event.id
+        if completion:
+            subject = step.parent_subject or event.subject
+            parentid = step.init_event_id or event.id
+        dataschema = contract.dataschema if contract is not None else item.dataschema
+        built = []
+        for domain in domains:
+            if contract is not None and contract.is_orchestrator and not completion:
+                subject = self._child_subject(item, contract, domain)
+            built.append(
+                create_arvo_event(
+                    id=item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}")),
+                    source=self.source,
+                    type=item.type,
+                    subject=subject,
+                    data=item.data,
+                    dataschema=dataschema,
+                    to=item.to or item.type,
+                    accesscontrol=item.accesscontrol or event.accesscontrol,
+                    redirectto=item.redirectto or self.source,
+                    executionunits=item.executionunits
+                    if item.executionunits is not None
+                    else self.executionunits,
+                    parentid=parentid,
+                    domain=domain,
+                    traceparent=step.headers.traceparent,
+                    tracestate=step.headers.tracestate,
+                    extensions=item.extensions,
+                )
+            )
+        return built
+
+    def _child_subject(self, item: EmittedEvent, contract: VersionedArvoContract, domain: str | None) -> str:
+        parent = item.data.get("parentSubject$$")
+        meta = {"redirectto": item.redirectto or self.source}
+        if parent is not None and not OrchestrationSubject.is_valid(parent):
+            raise ExecutionViolation(
+                f"[Emittable Event Creation] Invalid parentSubject$$ for the event(type='{item.type}', "
+                f"uri='{contract.uri}'). It must be follow the ArvoOrchestrationSubject schema. The "
+                "easiest way is to use the current orchestration subject by storing the subject via "
+                "the context block in the machine definition."
+            )
+        try:
+            if parent is not None:
+                return OrchestrationSubject.from_parent(
+                    orchestrator=contract.accepts.type,
+                    version=contract.version,
+                    subject=parent,
+                    domain=domain,
+                    meta=meta,
+                )
+            return OrchestrationSubject.new(
+                orchestrator=contract.accepts.type,
+                version=contract.version,
+                initiator=self.source,
+                domain=domain,
+                meta=meta,
+            )
+        except ValueError as error:
+            raise ExecutionViolation(
+                f"[Emittable Event Creation] Orchestration subject creation failed: {error}"
+            ) from None
+
+    def _system_errors(self, step: _Step, error: BaseException) -> list[ArvoEvent]:
+        event = step.event
+        contract = (step.machine.contract if step.machine is not None else None) or self._latest_contract
+        domains = resolve_domains(
+            self._domains["system_error"],
+            parent_subject=step.parent_subject,
+            current_subject=event.subject,
+            self_contract_domain=contract.domain,
+            event_contract_domain=contract.domain,
+            triggering_event_domain=event.domain,
+        )
+        return [
+            create_arvo_event(
+                id=str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|error|{domain or ''}")),
+                source=self.source,
+                type=self.system_error_type,
+                subject=step.parent_subject or event.subject,
+                data=create_arvo_error(error),
+                dataschema=contract.system_error.dataschema,
+                to=step.subject.meta.get("redirectto") or step.subject.execution.initiator,
+                accesscontrol=event.accesscontrol,
+                executionunits=self.executionunits,
+                parentid=step.init_event_id or event.id,
+                domain=domain,
+                traceparent=step.headers.traceparent,
+                tracestate=step.headers.tracestate,
+            )
+            for domain in domains
+        ]
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def _record(self, step: _Step, result: ExecutionResult, emitted: list[ArvoEvent]) -> dict[str, Any]:
+        machine = step.machine
+        assert machine is not None
+        return {
+            "schemaVersion": RECORD_SCHEMA_VERSION,
+            "executionStatus": "normal",
+            "initEventId": step.init_event_id,
+            "subject": step.event.subject,
+            "parentSubject": step.parent_subject,
+            "status": result.status,
+            "value": result.snapshot["configuration"],
+            "state": result.snapshot,
+            "events": {"consumed": step.event.to_json(), "produced": [e.to_json() for e in emitted]},
+            "machine": {"name": machine.source, "version": machine.version, "class": machine.__qualname__},
+            "error": None,
+        }
+
+    def _write(self, step: _Step, record: dict[str, Any], emitted: list[ArvoEvent]) -> None:
+        event = step.event
+        assert step.read is not None
+        try:
+            self.memory.write(
+                event.subject,
+                record,
+                prev_version=step.read.version,
+                lease=step.lease,
+                event_id=event.id,
+                outbox=record["events"]["produced"] if emitted else None,
+            )
+        except TransactionViolation:
+            raise
+        except Exception as error:
+            raise TransactionViolation(
+                TransactionCause.WRITE_FAILURE,
+                f"Error writing state for event (subject={event.subject}): {error}",
+                {"event_id": event.id},
+            ) from error
+
+    def _fail(self, step: _Step, error: Exception) -> StepResult:
+        """User code failed: keep the last good state, record the error, answer with errors."""
+        events = self._system_errors(step, error)
+        assert step.read is not None
+        previous = step.read.record or {
+            "schemaVersion": RECORD_SCHEMA_VERSION,
+            "initEventId": step.init_event_id,
+            "subject": step.event.subject,
+            "parentSubject": step.parent_subject,
+            "status": None,
+            "value": None,
+            "state": None,
+        }
+        record = {
+            **previous,
+            "executionStatus": "failure",
+            "error": {
+                "name": type(error).__name__,
+                "message": str(error),
+                "stack": "".join(traceback.format_exception(error)),
+            },
+            "failedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "failedEventId": step.event.id,
+            "events": {"consumed": step.event.to_json(), "produced": [e.to_json() for e in events]},
+        }
+        logger.warning("workflow %s failed on event %s: %r", step.event.subject, step.event.id, error)
+        self._write(step, record, events)
+        return StepResult(events, StepOutcome.FAILED)
+
+
+def create_orchestrator(
+    *,
+    machines: Iterable[type[ArvoMachine]],
+    memory: MachineMemory,
+    executionunits: float = 0,
+    default_domains: Mapping[str, tuple[str | None, ...]] | None = None,
+) -> ArvoOrchestrator:
+    """Build an orchestrator over machines of one contract (distinct versions)."""
+    return ArvoOrchestrator(machines, memory, executionunits, default_domains)
