@@ -9,7 +9,9 @@ schema (:class:`ArvoErrorSchema`, :func:`create_arvo_error`), the ``dataschema``
 Schemas are pydantic models. Validating data means ``Model.model_validate(data)`` followed by
 ``model_dump(mode="json", by_alias=True)``, and that dump is what goes on the wire. pydantic's
 default ``extra="ignore"`` drops unknown keys exactly as zod's default ``strip`` does; a model
-may choose ``extra="forbid"`` (reject) or ``extra="allow"`` (keep). Spec 10.10 notes that Arvo
+may choose ``extra="forbid"`` (reject) or ``extra="allow"`` (keep). pydantic's default lax mode
+also coerces a few values zod rejects (``"3"`` for an ``int`` field); a model that must not
+coerce sets ``strict=True`` on the field or model. Spec 10.10 notes that Arvo
 is not consistent about which copy it uses: handlers get the *raw* input data while outputs
 carry the *parsed* copy. Here :meth:`EventSpec.validate` always returns the parsed copy; every
 caller that builds an event (the factories, the orchestrator) puts that copy on the event, and
