@@ -9,14 +9,15 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-#: Event types: at least three dot separated lowercase alphanumeric segments.
-TYPE_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)+\.[a-z0-9]+$")
+#: Event types: at least three dot separated lowercase alphanumeric segments. The patterns
+#: anchor with ``\A``/``\Z`` (``$`` would accept a trailing newline) and use ASCII digits only.
+TYPE_RE = re.compile(r"\A[a-z0-9]+(\.[a-z0-9]+)+\.[a-z0-9]+\Z")
 #: Domains and orchestrator names.
-DOMAIN_RE = re.compile(r"^[a-z0-9.]+$")
+DOMAIN_RE = re.compile(r"\A[a-z0-9.]+\Z")
 #: Contract versions.
-SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+$")
+SEMVER_RE = re.compile(r"\A[0-9]+\.[0-9]+\.[0-9]+\Z")
 #: Custom CloudEvent extension names.
-EXTENSION_NAME_RE = re.compile(r"^[a-z0-9]+$")
+EXTENSION_NAME_RE = re.compile(r"\A[a-z0-9]+\Z")
 
 #: The reserved version of system error dataschemas and unversioned subjects.
 WILDCARD_VERSION = "0.0.0"
