@@ -1,0 +1,258 @@
+"""The per-process runtime behind the ``tasks.execute`` task.
+
+One :class:`Runtime` per worker process (built lazily on the first task, after the fork) holds
+the Redis client, the machine memory, the handlers this worker serves, the routing table of the
+whole deployment, the dead-letter store and the external outbox. The task itself stays a thin
+adapter (decode, call :meth:`Runtime.handle`, map errors to retry or dead letter); everything a
+step does is here:
+
+1. decode the message into an ArvoEvent (oversize or undecodable → dead letter);
+2. find the handler whose ``source`` is the event's ``to`` (unknown → dead letter; known to the
+   deployment but served by another pool → forwarded to its queue);
+3. orchestrators: ``process`` (lock, read, run, compare-and-set write incl. the outbox);
+   a redelivered event finds its step consumed and gets the unsettled outbox back;
+   service handlers: ``execute``;
+4. publish one task per emitted event to the queue of its ``to``, with the W3C trace context in
+   the task headers; events for destinations outside the deployment, or for another domain, go
+   to the external outbox streams;
+5. settle the outbox.
+
+Violations (contract, config, execution) are dead-lettered; transaction problems (lock busy,
+Redis down, write conflict) are retried with jittered exponential backoff up to a bound, then
+dead-lettered. Any other exception is a bug: dead-lettered with its traceback, never a crash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+from kombu.exceptions import OperationalError
+from opentelemetry import context as otel_context
+
+from orchestrator.errors import DecodeError, OrchestratorError, ViolationError
+from orchestrator.event import ArvoEvent, decode_event
+from orchestrator.orchestrator import ArvoOrchestrator, StepOutcome
+from orchestrator.telemetry import context_from_headers
+from tasks.connections import redis_client
+from tasks.redis_memory import RedisMachineMemory
+from tasks.streams import DeadLetterStore, ExternalOutbox
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+    from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Name of the task every event becomes.
+EXECUTE_TASK = "tasks.execute"
+
+#: Infrastructure failures that a later attempt may get past.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OperationalError,
+)
+
+
+class RetryLater(Exception):
+    """Raised by :meth:`Runtime.handle` when the message must be tried again later."""
+
+    def __init__(self, reason: str, countdown: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.countdown = countdown
+
+
+def load_handlers(path: str) -> Callable[[Any], list[Any]]:
+    """Import the ``module:callable`` handler factory named by the settings."""
+    module_name, _, attribute = path.partition(":")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    if not callable(factory):
+        raise TypeError(f"ORCH_HANDLERS={path!r} does not name a callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def backoff(attempt: int, minimum: float, maximum: float) -> float:
+    """Full-jitter exponential backoff, never below ``minimum``: spreads contending retries."""
+    ceiling = min(maximum, minimum * (2 ** min(attempt, 30)))
+    return max(minimum, random.uniform(0, ceiling))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one ``handle`` call did (for logs and tests)."""
+
+    status: str
+    published: int = 0
+
+
+class Runtime:
+    """Everything a worker process needs to execute events.
+
+    Args:
+        app: the Celery app (tasks are published through it).
+        settings: the deployment settings.
+        served_queues: the queues this worker consumes; None serves every handler.
+    """
+
+    def __init__(self, app: Celery, settings: Settings, served_queues: Iterable[str] | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.redis = redis_client(settings)
+        self.memory = RedisMachineMemory.from_settings(settings, self.redis)
+        handlers = load_handlers(settings.handlers)(self.memory)
+        #: Every destination of the deployment, served here or not.
+        self.destinations: frozenset[str] = frozenset(handler.source for handler in handlers)
+        queues = set(served_queues) if served_queues is not None else None
+        self.handlers: dict[str, Any] = {
+            handler.source: handler
+            for handler in handlers
+            if queues is None or self.queue_for(handler.source) in queues
+        }
+        self.dead_letters = DeadLetterStore(self.redis, settings.dead_letter_stream, settings.stream_maxlen)
+        self.outbox = ExternalOutbox(self.redis, settings.outbox_stream_prefix, settings.stream_maxlen)
+
+    # -- routing and publishing -------------------------------------------------------------------
+
+    def queue_for(self, destination: str) -> str:
+        """The Celery queue of an event destination (its ``to``), unless overridden."""
+        return self.settings.queue_overrides.get(destination, destination)
+
+    def publish(self, events: Iterable[ArvoEvent]) -> int:
+        """Send each event to its destination's queue, or to the external outbox; return count."""
+        external: list[tuple[str, ArvoEvent]] = []
+        internal: list[ArvoEvent] = []
+        for event in events:
+            if event.domain is not None:
+                external.append((f"domain:{event.domain}", event))
+            elif event.to in self.destinations:
+                internal.append(event)
+            else:
+                external.append((event.to or "", event))
+        if internal:
+            task = self.app.tasks[EXECUTE_TASK]
+            with self.app.producer_or_acquire() as producer:
+                for event in internal:
+                    self._send(task, producer, event)
+        if external:
+            pipe = self.redis.pipeline(transaction=False)
+            for destination, event in external:
+                self.outbox.add(destination, event, pipe)
+            pipe.execute()
+        return len(internal) + len(external)
+
+    def _send(self, task: Task, producer: Any, event: ArvoEvent) -> None:
+        headers = {"traceparent": event.traceparent, "tracestate": event.tracestate}
+        parent = context_from_headers(event.traceparent, event.tracestate)
+        # With the event's span current, the Celery instrumentation's publish span (and so the
+        # next hop's run span) joins the workflow's trace.
+        token = otel_context.attach(parent) if parent is not None else None
+        try:
+            task.apply_async(
+                args=(event.to_json(),),
+                queue=self.queue_for(event.to or ""),
+                headers={key: value for key, value in headers.items() if value},
+                producer=producer,
+            )
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    # -- one message --------------------------------------------------------------------------------
+
+    def handle(self, payload: Any, *, attempt: int, task_id: str | None) -> Outcome:
+        """Execute one message; raise :class:`RetryLater` when it must be tried again.
+
+        Never raises anything else: what cannot succeed is dead-lettered.
+        """
+        event = self._decode(payload, task_id)
+        if event is None:
+            return Outcome("dead-letter")
+        try:
+            return self._run(event, attempt=attempt, task_id=task_id)
+        except RetryLater:
+            raise
+        except ViolationError as error:
+            if error.retryable:
+                return self._retry_or_bury(event, error, attempt, task_id)
+            return self._bury(f"violation:{error.violation_type}", error, event.to_json(), task_id)
+        except TRANSIENT_ERRORS as error:
+            return self._retry_or_bury(event, error, attempt, task_id)
+        except Exception as error:  # a bug somewhere: keep the message and the traceback
+            logger.exception("internal error executing event %s", event.id)
+            return self._bury("internal-error", error, event.to_json(), task_id, with_traceback=True)
+
+    def _decode(self, payload: Any, task_id: str | None) -> ArvoEvent | None:
+        size = _approximate_size(payload)
+        if size > self.settings.max_event_bytes:
+            self._bury(
+                "oversize",
+                DecodeError(f"message of ~{size} bytes exceeds max_event_bytes={self.settings.max_event_bytes}"),
+                {"truncated": repr(payload)[:2000]},
+                task_id,
+            )
+            return None
+        try:
+            return decode_event(payload)
+        except DecodeError as error:
+            self._bury("undecodable", error, payload if _is_plain(payload) else repr(payload)[:4000], task_id)
+            return None
+
+    def _run(self, event: ArvoEvent, *, attempt: int, task_id: str | None) -> Outcome:
+        handler = self.handlers.get(event.to or "")
+        if handler is None:
+            if event.to in self.destinations:  # another pool serves it: route, do not drop
+                return Outcome("forwarded", self.publish([event]))
+            return self._bury(
+                "unknown-destination",
+                OrchestratorError(f"no handler in this deployment for to={event.to!r}"),
+                event.to_json(),
+                task_id,
+            )
+        if isinstance(handler, ArvoOrchestrator):
+            result = handler.process(event)
+            published = self.publish(result.events) if result.events else 0
+            if result.outcome is not StepOutcome.IGNORED and (result.events or result.outcome is not StepOutcome.DUPLICATE):
+                handler.settle(event)
+            return Outcome(result.outcome.value, published)
+        return Outcome("handled", self.publish(handler.execute(event)))
+
+    def _retry_or_bury(self, event: ArvoEvent, error: BaseException, attempt: int, task_id: str | None) -> Outcome:
+        if attempt >= self.settings.retry_max:
+            return self._bury("retries-exhausted", error, event.to_json(), task_id)
+        raise RetryLater(
+            f"{type(error).__name__}: {error}",
+            backoff(attempt, self.settings.retry_backoff_min_s, self.settings.retry_backoff_max_s),
+        )
+
+    def _bury(
+        self, reason: str, error: BaseException, payload: Any, task_id: str | None, with_traceback: bool = False
+    ) -> Outcome:
+        text = "".join(traceback.format_exception(error)) if with_traceback else f"{type(error).__name__}: {error}"
+        logger.warning("dead-lettering message (task %s): %s: %s", task_id, reason, error)
+        self.dead_letters.add(reason=reason, error=text, payload=payload, task_id=task_id)
+        return Outcome("dead-letter")
+
+
+def _is_plain(value: Any) -> bool:
+    return isinstance(value, dict | list | str | int | float | bool | bytes) or value is None
+
+
+def _approximate_size(payload: Any) -> int:
+    """Cheap upper-bound-ish size of a decoded message (bytes/str length, or its msgpack)."""
+    if isinstance(payload, bytes | bytearray | str):
+        return len(payload)
+    try:
+        import msgpack
+
+        return len(msgpack.packb(payload, use_bin_type=True))
+    except Exception:
+        return len(repr(payload))

@@ -1,0 +1,114 @@
+"""Redis streams at the edges of a deployment: the dead-letter store and the external outbox.
+
+* **Dead letters**: an event (or undecodable message) that can never succeed is appended to one
+  stream with the reason, the error and the time, so nothing bad is ever dropped silently and an
+  operator can inspect or replay it.
+* **External outbox**: events addressed to a destination that has no handler in this
+  deployment (the client that started a workflow, a domain such as human review) are appended to
+  a stream per destination, where clients read them (:mod:`tasks.client`).
+
+Both streams are capped (``MAXLEN ~``) so that a long-running deployment keeps a bounded history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from orchestrator.event import ArvoEvent, decode_event
+from tasks.redis_memory import pack, unpack
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message, as read back from the stream."""
+
+    id: str
+    reason: str
+    error: str
+    payload: Any
+    at: float
+    task_id: str | None
+
+
+class DeadLetterStore:
+    """Append-only store of messages that cannot be processed, with why."""
+
+    def __init__(self, client: redis.Redis, stream: str, maxlen: int) -> None:
+        self._client = client
+        self.stream = stream
+        self._maxlen = maxlen
+
+    def add(self, *, reason: str, error: str, payload: Any, task_id: str | None = None) -> str:
+        """Store ``payload`` (an event JSON, or the raw message) with the reason and error text."""
+        fields: dict[Any, Any] = {
+            "reason": reason,
+            "error": error[:4000],
+            "payload": pack(payload),
+            "at": repr(time.time()),
+            "task_id": task_id or "",
+        }
+        entry_id = self._client.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True)
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    def read(self, count: int = 1000) -> list[DeadLetter]:
+        """The oldest ``count`` dead letters."""
+        return [_dead_letter(entry_id, fields) for entry_id, fields in self._client.xrange(self.stream, count=count)]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _dead_letter(entry_id: Any, fields: Mapping[Any, Any]) -> DeadLetter:
+    decoded = {_text(k): v for k, v in fields.items()}
+    return DeadLetter(
+        id=_text(entry_id),
+        reason=_text(decoded.get("reason", "")),
+        error=_text(decoded.get("error", "")),
+        payload=unpack(decoded["payload"]) if "payload" in decoded else None,
+        at=float(_text(decoded.get("at", "0"))),
+        task_id=_text(decoded.get("task_id", "")) or None,
+    )
+
+
+class ExternalOutbox:
+    """One stream per destination outside the deployment; entries are msgpack events."""
+
+    def __init__(self, client: redis.Redis, prefix: str, maxlen: int) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._maxlen = maxlen
+
+    def stream(self, destination: str) -> str:
+        """The stream of ``destination``."""
+        return f"{self._prefix}{destination}"
+
+    def add(self, destination: str, event: ArvoEvent, pipe: Any | None = None) -> None:
+        """Append ``event`` to the stream of ``destination`` (optionally on a pipeline)."""
+        target = pipe if pipe is not None else self._client
+        target.xadd(
+            self.stream(destination),
+            {"event": pack(event.to_json()), "subject": event.subject, "type": event.type},
+            maxlen=self._maxlen,
+            approximate=True,
+        )
+
+    def last_id(self, destination: str) -> str:
+        """The id of the newest entry, to read only what arrives after it ("0-0" if empty)."""
+        newest = self._client.xrevrange(self.stream(destination), count=1)
+        return _text(newest[0][0]) if newest else "0-0"
+
+    def read_after(self, destination: str, after: str, block_ms: int) -> list[tuple[str, ArvoEvent]]:
+        """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
+        answer = self._client.xread({self.stream(destination): after}, block=block_ms, count=100)
+        found: list[tuple[str, ArvoEvent]] = []
+        for _stream, entries in answer or ():
+            for entry_id, fields in entries:
+                raw = fields.get(b"event", fields.get("event"))
+                found.append((_text(entry_id), decode_event(unpack(raw))))
+        return found
