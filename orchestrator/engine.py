@@ -12,6 +12,8 @@ engine may be half way through a macrostep.
 
 from __future__ import annotations
 
+import copy
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -146,7 +148,9 @@ class MachineExecutionEngine:
             key: [states_map[value] for value in values]
             for key, values in snapshot.get("history", {}).items()
         }
-        context = snapshot.get("context")
+        # A private deep copy: actions mutate the context in place, and the caller's snapshot
+        # (the record it read) must stay the last good state, e.g. for a failure record (10.4).
+        context = copy.deepcopy(snapshot.get("context"))
         model = instance.context_model
         instance.context = model.model_validate(context) if model is not None else dict(context or {})
 
@@ -155,6 +159,16 @@ class MachineExecutionEngine:
         context = instance.context
         if isinstance(context, BaseModel):
             context = context.model_dump(mode="json", by_alias=True)
+        else:
+            # Fail the step (a user error, answered by a system error event) rather than persist
+            # a record the Redis store cannot encode, which would be retried as a write failure.
+            try:
+                json.dumps(context)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"{type(instance).__name__}: the context is not JSON-serialisable ({error}); keep only "
+                    "JSON values in it or declare a context_model"
+                ) from error
         return {
             "configuration": list(instance.configuration_values),
             "history": {
