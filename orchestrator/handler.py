@@ -183,8 +183,13 @@ class ArvoEventHandler:
             data = schema.model_validate(item.get("data", {})).model_dump(mode="json", by_alias=True)
         except ValidationError as error:
             raise ContractViolation(f"Emit Event data validation failed: {error}") from None
+        tokens = item.get("domain") or self._domains["emits"]
+        if isinstance(tokens, str):  # iterating it would make one event per letter
+            raise ContractViolation(
+                f"The output 'domain' must be a list of domains, got the string {tokens!r}"
+            )
         domains = resolve_domains(
-            item.get("domain") or self._domains["emits"],
+            tokens,
             parent_subject=None,
             current_subject=event.subject,
             self_contract_domain=versioned.domain,

@@ -208,6 +208,8 @@ class ArvoMachine(StateChart, metaclass=ArvoMachineMeta):  # type: ignore[misc]
         Raises:
             ContractViolation: the type is unknown (and not ``unchecked``) or the data is invalid.
         """
+        if isinstance(domain, str):  # iterating it would make one event per letter
+            raise ContractViolation(f"emit(): 'domain' must be a list of domains, got the string {domain!r}")
         raw = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else dict(data)
         service = self._arvo_services_by_accepts.get(type)
         if service is None:

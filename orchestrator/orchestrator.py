@@ -308,6 +308,10 @@ class ArvoOrchestrator:
         meta_id = output.pop("__id", None)
         meta_units = output.pop("__executionunits", None)
         meta_domain = output.pop("__domain", None)
+        if isinstance(meta_domain, str):  # iterating it would make one event per letter
+            raise ContractViolation(
+                f"The output '__domain' must be a list of domains, got the string {meta_domain!r}"
+            )
         schema = contract.emits[contract.complete_type]
         try:
             data = schema.model_validate(output).model_dump(mode="json", by_alias=True)
