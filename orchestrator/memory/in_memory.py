@@ -3,22 +3,35 @@
 Unlike Arvo's ``SimpleMachineMemory`` (spec 6.2, 10.3, 10.4) it copies on read and on write (a
 caller can never alias stored state), honours compare-and-set, gives locks an owner token and a
 time to live, and fences writes by the lease. State is per instance, never on the class.
+
+Records and outboxes are stored msgpack-encoded, exactly as the Redis memory stores them: that is
+the copy (several times cheaper than ``copy.deepcopy``), and it refuses anything that is not
+plain JSON-like data, so a record that works in process also works in Redis.
 """
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from orchestrator.errors import TransactionCause, TransactionViolation
 from orchestrator.memory.base import Lease, ReadResult
 
 #: Default lock time to live, seconds.
 DEFAULT_LOCK_TTL = 30.0
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False)
 
 
 class InMemoryMachineMemory:
@@ -35,10 +48,10 @@ class InMemoryMachineMemory:
         self._lock_ttl = lock_ttl
         self._clock = clock
         self._mutex = threading.Lock()
-        self._records: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._records: dict[str, tuple[int, bytes]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._consumed: dict[str, set[str]] = {}
-        self._outbox: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._outbox: dict[tuple[str, str], bytes] = {}
 
     @staticmethod
     def _require(subject: str, operation: str) -> None:
@@ -74,10 +87,10 @@ class InMemoryMachineMemory:
             consumed = event_id is not None and event_id in self._consumed.get(subject, ())
             pending = self._outbox.get((subject, event_id)) if consumed and event_id else None
             return ReadResult(
-                record=copy.deepcopy(record) if record is not None else None,
+                record=_unpack(record) if record is not None else None,
                 version=version,
                 consumed=consumed,
-                pending=copy.deepcopy(pending) if pending is not None else None,
+                pending=_unpack(pending) if pending is not None else None,
             )
 
     def write(
@@ -94,6 +107,8 @@ class InMemoryMachineMemory:
         self._require(subject, "write")
         if record is None:
             raise ValueError("Data is required for write operation")
+        blob = _pack(record)
+        packed_outbox = _pack(outbox) if outbox else None
         now = self._clock()
         with self._mutex:
             if lease is not None:
@@ -110,11 +125,11 @@ class InMemoryMachineMemory:
                     f"Record version moved for subject={subject}: expected {prev_version}, found {current}",
                 )
             new_version = current + 1
-            self._records[subject] = (new_version, copy.deepcopy(record))
+            self._records[subject] = (new_version, blob)
             if event_id is not None:
                 self._consumed.setdefault(subject, set()).add(event_id)
-                if outbox:
-                    self._outbox[(subject, event_id)] = copy.deepcopy(outbox)
+                if packed_outbox is not None:
+                    self._outbox[(subject, event_id)] = packed_outbox
             return new_version
 
     def settle(self, subject: str, event_id: str) -> None:
