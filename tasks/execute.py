@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, signals
 
 from orchestrator.event import ArvoEvent
+from tasks.consumer import connect_refusal_signals
 from tasks.runtime import EXECUTE_TASK, RetryLater, Runtime
 from tasks.tracing import configure_tracing, flush_tracing
 
@@ -98,6 +99,7 @@ def register(app: Celery, settings: Settings) -> None:
     """
 
     _connect_tracing(app, settings)
+    connect_refusal_signals(app)
 
     @app.task(name=PING_TASK, shared=False)
     def ping() -> str:

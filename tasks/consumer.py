@@ -1,0 +1,93 @@
+"""Dead-lettering of messages Celery refuses before any task runs.
+
+Celery's consumer acknowledges or rejects, with only a log line, a message it cannot decode
+(``on_decode_error``), one whose content type is not accepted (a pickle message:
+``ContentDisallowed`` → ``on_invalid_task``), one with no task header (``on_unknown_message``) and
+one naming an unknown task (``on_unknown_task``). Losing hostile or broken input silently is
+exactly what this project promises not to do, so each of these is also written to the
+dead-letter store with its headers, content type and (truncated) raw body, never decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import signals
+from celery.worker.consumer import Consumer
+
+from tasks.streams import DeadLetterStore
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of a refused body kept in the dead-letter store.
+BODY_KEPT = 4096
+
+_stores: dict[int, DeadLetterStore] = {}
+_mutex = threading.Lock()
+
+
+def _store(app: Any) -> DeadLetterStore:
+    with _mutex:
+        store = _stores.get(id(app))
+        if store is None:
+            from tasks.connections import redis_client
+
+            settings = app.orch_settings
+            store = DeadLetterStore(redis_client(settings), settings.dead_letter_stream, settings.stream_maxlen)
+            _stores[id(app)] = store
+        return store
+
+
+def _describe(message: Any) -> dict[str, Any]:
+    body = getattr(message, "body", b"")
+    if isinstance(body, str):
+        body = body.encode("utf-8", "replace")
+    headers = getattr(message, "headers", None) or {}
+    return {
+        "content_type": str(getattr(message, "content_type", "")),
+        "content_encoding": str(getattr(message, "content_encoding", "")),
+        "headers": {str(key): repr(value)[:200] for key, value in headers.items()},
+        "delivery_info": {str(k): repr(v)[:200] for k, v in (getattr(message, "delivery_info", None) or {}).items()},
+        "body": bytes(body[:BODY_KEPT]),
+        "body_length": len(body),
+    }
+
+
+def dead_letter_message(app: Any, reason: str, message: Any, error: BaseException | None) -> None:
+    """Store a refused raw message; never raises (the consumer must keep serving)."""
+    try:
+        task_id = (getattr(message, "headers", None) or {}).get("id")
+        _store(app).add(
+            reason=reason,
+            error=f"{type(error).__name__}: {error}" if error is not None else reason,
+            payload=_describe(message),
+            task_id=str(task_id) if task_id else None,
+        )
+    except Exception:
+        logger.exception("could not dead-letter a refused message (%s)", reason)
+
+
+class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
+    """Celery's consumer, plus a dead letter for every message that fails to decode."""
+
+    def on_decode_error(self, message: Any, exc: BaseException) -> None:
+        dead_letter_message(self.app, "undecodable-message", message, exc)
+        super().on_decode_error(message, exc)
+
+
+def connect_refusal_signals(app: Any) -> None:
+    """Dead-letter rejected (e.g. pickle) and unknown-task messages of ``app``'s workers."""
+
+    def on_rejected(sender: Any = None, message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+        if sender is not None and getattr(sender, "app", None) is app:
+            dead_letter_message(app, "rejected-message", message, exc)
+
+    def on_unknown(sender: Any = None, message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+        if sender is not None and getattr(sender, "app", None) is app:
+            dead_letter_message(app, "unknown-task", message, exc)
+
+    uid = f"orch.refusals.{id(app)}"
+    signals.task_rejected.connect(on_rejected, weak=False, dispatch_uid=uid + ".rejected")
+    signals.task_unknown.connect(on_unknown, weak=False, dispatch_uid=uid + ".unknown")
