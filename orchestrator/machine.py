@@ -139,7 +139,7 @@ def _make_descriptors_exact(cls: Any, routes: Mapping[str, ContractRoute]) -> No
                     )
 
 
-class ArvoMachine(StateChart, metaclass=ArvoMachineMeta):  # type: ignore[misc]
+class ArvoMachine(StateChart[Any], metaclass=ArvoMachineMeta):  # type: ignore[misc]
     """Base class of orchestrator statecharts. Subclass it; do not instantiate it yourself.
 
     Class attributes to set:

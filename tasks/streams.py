@@ -57,7 +57,8 @@ class DeadLetterStore:
 
     def read(self, count: int = 1000) -> list[DeadLetter]:
         """The oldest ``count`` dead letters."""
-        return [_dead_letter(entry_id, fields) for entry_id, fields in self._client.xrange(self.stream, count=count)]
+        entries: list[tuple[Any, Mapping[Any, Any]]] = self._client.xrange(self.stream, count=count) or []  # type: ignore[assignment]
+        return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
 
 
 def _text(value: Any) -> str:
@@ -105,7 +106,7 @@ class ExternalOutbox:
 
     def read_after(self, destination: str, after: str, block_ms: int) -> list[tuple[str, ArvoEvent]]:
         """Entries after ``after``, waiting up to ``block_ms`` for the first one."""
-        answer = self._client.xread({self.stream(destination): after}, block=block_ms, count=100)
+        answer: list[Any] = self._client.xread({self.stream(destination): after}, block=block_ms, count=100)  # type: ignore[assignment]
         found: list[tuple[str, ArvoEvent]] = []
         for _stream, entries in answer or ():
             for entry_id, fields in entries:

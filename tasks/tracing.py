@@ -59,8 +59,8 @@ def _span_json(span: ReadableSpan) -> dict[str, Any]:
     parent = span.parent
     return {
         "name": span.name,
-        "trace_id": format(context.trace_id, "032x"),
-        "span_id": format(context.span_id, "016x"),
+        "trace_id": format(context.trace_id, "032x") if context is not None else None,
+        "span_id": format(context.span_id, "016x") if context is not None else None,
         "parent_span_id": format(parent.span_id, "016x") if parent is not None else None,
         "kind": span.kind.name,
         "attributes": {key: value for key, value in (span.attributes or {}).items()},
