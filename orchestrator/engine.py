@@ -148,11 +148,14 @@ class MachineExecutionEngine:
             key: [states_map[value] for value in values]
             for key, values in snapshot.get("history", {}).items()
         }
-        # A private deep copy: actions mutate the context in place, and the caller's snapshot
-        # (the record it read) must stay the last good state, e.g. for a failure record (10.4).
-        context = copy.deepcopy(snapshot.get("context"))
+        context = snapshot.get("context")
         model = instance.context_model
-        instance.context = model.model_validate(context) if model is not None else dict(context or {})
+        if model is not None:  # validation builds new objects: the snapshot is not aliased
+            instance.context = model.model_validate(context)
+        else:
+            # A private deep copy: actions mutate the context in place, and the caller's snapshot
+            # (the record it read) must stay the last good state, e.g. for a failure record (10.4).
+            instance.context = copy.deepcopy(dict(context or {}))
 
     @staticmethod
     def _snapshot(instance: ArvoMachine) -> dict[str, Any]:

@@ -17,6 +17,7 @@ Differences from Arvo, on purpose:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -147,7 +148,7 @@ class ArvoEventHandler:
             )
         )
         if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+            result = _run_coroutine(result)
         items: list[Mapping[str, Any]]
         if not result:
             items = []
@@ -251,6 +252,20 @@ class ArvoEventHandler:
 
 async def _await(value: Awaitable[HandlerResult]) -> HandlerResult:
     return await value
+
+
+def _run_coroutine(value: Awaitable[HandlerResult]) -> HandlerResult:
+    """Run an async handler's result to completion, also when called from inside a running loop.
+
+    Inside a loop (an async caller), ``asyncio.run`` would refuse; the coroutine then runs on a
+    private loop in a helper thread, and this call blocks until it is done.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(value))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, _await(value)).result()
 
 
 def create_event_handler(

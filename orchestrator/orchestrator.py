@@ -304,7 +304,8 @@ class ArvoOrchestrator:
 
     def _completion(self, step: _Step, output: dict[str, Any]) -> list[ArvoEvent]:
         contract = step.machine.contract if step.machine is not None else None
-        assert contract is not None and contract.complete_type is not None
+        assert contract is not None
+        assert contract.complete_type is not None
         meta_id = output.pop("__id", None)
         meta_units = output.pop("__executionunits", None)
         meta_domain = output.pop("__domain", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from orchestrator._validation import WILDCARD_VERSION
-from orchestrator.errors import ConfigViolation
+from orchestrator.errors import ConfigViolation, DefinitionError
 from orchestrator.machine import ArvoMachine
 
 
@@ -29,6 +29,12 @@ class MachineRegistry:
         self.machines: tuple[type[ArvoMachine], ...] = tuple(machines)
         if not self.machines:
             raise ConfigViolation("Machine registry initialization failed: No machines provided.")
+        for machine in self.machines:
+            if getattr(machine, "contract", None) is None or not getattr(machine, "states", None):
+                raise DefinitionError(
+                    f"{getattr(machine, '__name__', machine)!r} is not a bound machine: subclass ArvoMachine "
+                    "and set its contract, services and states"
+                )
         source = self.machines[0].source
         self._by_version: dict[str, type[ArvoMachine]] = {}
         for machine in self.machines:
