@@ -1,0 +1,93 @@
+"""The Celery configuration, derived from :class:`~config.settings.Settings` in this one place.
+
+``celery_config(settings)`` returns a plain dict for ``Celery(config_source=...)`` /
+``app.conf.update``. No other module sets a Celery option, so what the runtime promises (at
+least once delivery, no pickle, no stored results) can be read and tested here.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from config.settings import Settings, parse_redis_url
+
+#: The only content types a worker deserializes. Pickle is registered in kombu but never
+#: accepted: a pickle body would let whoever can write to the broker run code in the worker.
+ACCEPT_CONTENT = ("msgpack", "json")
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Build the Celery configuration of a deployment.
+
+    Args:
+        settings: the deployment settings.
+
+    Returns:
+        A new dict of Celery setting names (lower case) to values.
+    """
+    transport_options = {
+        # Visibility timeout: a message reserved by a worker and not acknowledged within this
+        # many seconds is handed out again. acks_late keeps every message unacknowledged until
+        # its task ends, so after a crash (SIGKILL, OOM, lost host) redelivery takes
+        # visibility_timeout + up to one restore sweep. The default of 300 s:
+        #  * is far above an orchestrator step (milliseconds; the lock lease is 30 s) and a
+        #    retry countdown (<= retry_backoff_max_s, enforced by Settings), so live work is
+        #    not redelivered while it runs or waits;
+        #  * recovers a crashed worker's workflow within about 5 minutes, instead of kombu's
+        #    default of 1 hour plus a 100 s sweep.
+        # A duplicate redelivery is harmless anyway (consumed ids make it a no-op); a late one
+        # only delays a workflow. Service pools running long handlers must raise it.
+        "visibility_timeout": settings.visibility_timeout_s,
+        # kombu 5.7: sweep for expired unacked messages every interval*throttle seconds.
+        "unacked_restore_interval": settings.unacked_restore_interval_s,
+        "unacked_restore_throttle": settings.unacked_restore_throttle,
+    }
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": dict(transport_options),
+        "broker_connection_retry_on_startup": True,
+        # msgpack on the wire; json still accepted (hand-written messages, other clients).
+        "task_serializer": "msgpack",
+        "result_serializer": "msgpack",
+        "accept_content": list(ACCEPT_CONTENT),
+        "result_accept_content": list(ACCEPT_CONTENT),
+        # At least once: acknowledge after the task ran, and requeue when the pool process
+        # running it dies. Idempotent consumption makes the resulting duplicates harmless.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Reserve one message per pool process: with acks_late a reserved message is stuck
+        # behind the running one and would be redelivered to nobody else until it ends.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        # Without this, acks_late tasks running during a broker connection loss run twice.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Results are only stored when a backend is configured and a caller asks for one
+        # (apply_async(ignore_result=False)).
+        "task_ignore_result": True,
+        # Events for Flower: task-sent from publishers, the rest from workers.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_create_missing_queues": True,
+        # Messages Celery refuses before any task runs (pickle, undecodable) go to the dead letters.
+        "worker_consumer": "tasks.consumer:DeadLetteringConsumer",
+    }
+    if settings.broker.tls and "ssl_cert_reqs" not in settings.broker.query:
+        # kombu refuses rediss:// without an explicit certificate policy; verify by default.
+        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if settings.result_backend is not None:
+        config["result_backend"] = settings.result_backend
+        config["result_backend_transport_options"] = dict(transport_options)
+        backend = _redis_backend_tls(settings.result_backend)
+        if backend is not None:
+            config["redis_backend_use_ssl"] = backend
+    return config
+
+
+def _redis_backend_tls(url: str) -> dict[str, Any] | None:
+    """TLS options for a ``rediss://`` result backend that does not set them in its URL."""
+    if not url.startswith("rediss://"):
+        return None
+    endpoint = parse_redis_url(url)
+    if "ssl_cert_reqs" in endpoint.query:
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}

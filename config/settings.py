@@ -1,0 +1,353 @@
+"""The one :class:`Settings` object of a deployment, read from ``ORCH_*`` environment variables.
+
+A process builds it once, at its entry point (``Settings()``), and passes it down. Everything
+the Celery config, the Redis clients and the worker runtime need is a field here, so unknown keys
+are errors rather than silent typos: both unknown constructor arguments (``extra="forbid"``) and
+unknown ``ORCH_*`` environment variables, which pydantic-settings would otherwise ignore.
+
+Redis URLs are parsed in one place, :func:`parse_redis_url`. Passwords and TLS go through the
+URL (``redis://:pw@host:6379/0``, ``rediss://host``), and ``repr`` never shows a password.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tasks import keys
+
+#: Prefix of every environment variable read by :class:`Settings`.
+ENV_PREFIX = "ORCH_"
+
+#: Default broker and state Redis (a local server, database 0).
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+#: Default import path of the factory returning this deployment's handlers and orchestrators.
+DEFAULT_HANDLERS = "examples.registry:build"
+
+#: URL schemes a Redis client (state, locks, streams) understands.
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+
+#: URL schemes accepted for the Celery broker; ``memory`` is the embedded, in-process mode.
+BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "memory"})
+
+#: Key under which the guard source hands unknown ``ORCH_*`` variable names to the validator.
+_UNKNOWN_ENV = "__unknown_orch_env__"
+
+_HANDLERS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_PASSWORD_RE = re.compile(r"(//[^:@/]*:)[^@/]*@")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisEndpoint:
+    """A parsed Redis (or broker) URL.
+
+    Attributes:
+        url: the URL as given (may contain a password; log :attr:`redacted` instead).
+        scheme: ``redis``, ``rediss``, ``unix``, ``redis+socket`` or ``memory``.
+        host: host name, None for sockets and ``memory``.
+        port: TCP port, None for sockets and ``memory``.
+        db: database number (path ``/N`` or query ``db=N``; 0 by default).
+        username: ACL user name, if any.
+        password: password, if any.
+        path: the socket path of ``unix``/``redis+socket`` URLs.
+        query: the remaining query parameters (e.g. ``ssl_cert_reqs``).
+    """
+
+    url: str
+    scheme: str
+    host: str | None
+    port: int | None
+    db: int
+    username: str | None
+    password: str | None
+    path: str | None
+    query: dict[str, str]
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is encrypted (``rediss://``)."""
+        return self.scheme == "rediss"
+
+    @property
+    def redacted(self) -> str:
+        """The URL with the password replaced by ``***``, safe for logs and reprs."""
+        return redact_url(self.url)
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of any ``scheme://user:password@host`` URL by ``***``."""
+    return _PASSWORD_RE.sub(r"\1***@", url)
+
+
+def parse_redis_url(url: str, *, schemes: frozenset[str] = REDIS_SCHEMES) -> RedisEndpoint:
+    """Parse and check a Redis URL; the only place the project takes one apart.
+
+    Args:
+        url: e.g. ``redis://:secret@10.0.0.5:6380/2`` or ``rediss://cache.example:6380/0``.
+        schemes: the schemes accepted where this URL is used.
+
+    Returns:
+        The parsed endpoint.
+
+    Raises:
+        ValueError: the scheme is not accepted, the port or database is not a number, or a
+            TCP URL names no host.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        raise ValueError(f"URL scheme {scheme or '<none>'!r} of {url!r} is not one of {sorted(schemes)}")
+    query = dict(parse_qsl(parts.query))
+    if scheme == "memory":
+        return RedisEndpoint(url, scheme, None, None, 0, None, None, None, query)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"Invalid port in Redis URL: {exc}") from None
+    socket = scheme in ("unix", "redis+socket")
+    db_text = query.pop("db", None) or ("" if socket else parts.path.lstrip("/")) or "0"
+    if not db_text.isdigit():
+        raise ValueError(f"Redis database must be a number, got {db_text!r}")
+    if not socket and not parts.hostname:
+        raise ValueError("A Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
+    return RedisEndpoint(
+        url=url,
+        scheme=scheme,
+        host=None if socket else parts.hostname,
+        port=None if socket else (port or 6379),
+        db=int(db_text),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        path=parts.path if socket else None,
+        query=query,
+    )
+
+
+class _RejectUnknownEnv(PydanticBaseSettingsSource):
+    """Settings source that contributes no value, only the names of unknown ``ORCH_*`` vars.
+
+    pydantic-settings silently ignores environment variables that carry the prefix but match
+    no field, so a typo such as ``ORCH_LOCK_EXPIRES=5`` would run with the default. This
+    source collects them and :meth:`Settings._no_unknown_env` turns them into a validation
+    error, the same error type as every other bad setting.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = {ENV_PREFIX + name.upper() for name in self.settings_cls.model_fields}
+        unknown = sorted(
+            name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        )
+        return {_UNKNOWN_ENV: unknown} if unknown else {}
+
+
+class Settings(BaseSettings):
+    """Everything a deployment can configure; one instance per process, passed down explicitly.
+
+    Every field is read from ``ORCH_<FIELD>`` (case-insensitive); mappings are JSON, e.g.
+    ``ORCH_QUEUE_OVERRIDES='{"com.value.read": "services"}'``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # -- connections -----------------------------------------------------------------------
+    broker_url: str = DEFAULT_REDIS_URL
+    """Celery broker; ``memory://`` runs the embedded, in-process mode."""
+    redis_url: str = DEFAULT_REDIS_URL
+    """Redis for workflow records, locks, dead letters and outbox streams."""
+    result_backend: str | None = None
+    """Celery result backend; None (the default) stores no task results at all."""
+    redis_socket_timeout_s: float = Field(default=5.0, gt=0)
+    """Read/write timeout of state-Redis calls; a timeout becomes a retryable violation."""
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0)
+    """Connect timeout of the state Redis."""
+
+    # -- locks and retries -----------------------------------------------------------------
+    lock_expire_s: int = Field(default=30, ge=1)
+    """Lifetime of a subject lock; python-redis-lock only takes whole seconds."""
+    lock_auto_renewal: bool = True
+    """Keep extending a held lock from a thread (every 2/3 of the expiry) while a step runs."""
+    retry_backoff_min_s: float = Field(default=0.05, gt=0)
+    """First delay before retrying an event whose lock was busy or whose Redis was down."""
+    retry_backoff_max_s: float = Field(default=5.0, gt=0)
+    """Cap of the jittered exponential backoff."""
+    retry_max: int = Field(default=50, ge=0)
+    """Retries of a transaction failure before the event is dead-lettered."""
+
+    # -- retention and streams -------------------------------------------------------------
+    record_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    """Retention of a finished workflow's record, consumed ids and outbox."""
+    dead_letter_stream: str = Field(default=keys.DEAD_LETTER_STREAM, min_length=1)
+    """Redis stream of dead-lettered events."""
+    outbox_stream_prefix: str = Field(default=keys.OUTBOX_STREAM_PREFIX, min_length=1)
+    """Prefix of the per-destination streams for events with no local handler."""
+    stream_maxlen: int = Field(default=100_000, ge=1)
+    """Approximate length cap (``XADD MAXLEN ~``) of the dead-letter and outbox streams."""
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest accepted event on the wire; larger ones are dead-lettered undecoded."""
+
+    # -- what runs where -------------------------------------------------------------------
+    handlers: str = DEFAULT_HANDLERS
+    """``module:callable`` of ``build(memory) -> list[handler or orchestrator]``."""
+    queue_overrides: dict[str, str] = Field(default_factory=dict)
+    """Queue per event ``to``; an event goes to the queue named after its ``to`` otherwise."""
+
+    # -- Celery worker behaviour -----------------------------------------------------------
+    visibility_timeout_s: int = Field(default=300, ge=1)
+    """Seconds before an unacknowledged message is redelivered (see ``config.celery_config``)."""
+    unacked_restore_interval_s: int = Field(default=10, ge=1)
+    """Seconds between kombu sweeps that redeliver messages past the visibility timeout."""
+    unacked_restore_throttle: int = Field(default=1, ge=1)
+    """Sweep on every Nth interval; 1 makes the interval alone decide (kombu default is 10)."""
+    prefetch_multiplier: int = Field(default=1, ge=1)
+    """Messages reserved per pool process; 0 (unlimited) is refused."""
+
+    # -- observability ---------------------------------------------------------------------
+    otel_exporter: str = "none"
+    """``none``, ``otlp``, ``console`` or ``file:<path>`` (JSON lines, for tests)."""
+    otel_endpoint: str | None = None
+    """OTLP/HTTP endpoint, e.g. ``http://jaeger:4318``; None uses the exporter's default."""
+    otel_service_name: str = Field(default="arvo-orchestrator", min_length=1)
+    """``service.name`` resource attribute of the spans."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Level given to :func:`config.logging.configure_logging` by entry points."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Use the standard sources plus the unknown-``ORCH_*`` guard."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+            _RejectUnknownEnv(settings_cls),
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_env(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or _UNKNOWN_ENV not in data:
+            return data
+        unknown: list[str] = data.pop(_UNKNOWN_ENV)
+        known = sorted(ENV_PREFIX + name.upper() for name in cls.model_fields)
+        hints = []
+        for name in unknown:
+            close = get_close_matches(name.upper(), known, n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise PydanticCustomError(
+            "unknown_setting",
+            "Unknown environment variable(s) {names}: no such setting. Known: {known}",
+            {"names": ", ".join(hints), "known": ", ".join(known)},
+        )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        parse_redis_url(value, schemes=BROKER_SCHEMES)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        parse_redis_url(value)
+        return value
+
+    @field_validator("handlers")
+    @classmethod
+    def _check_handlers(cls, value: str) -> str:
+        if not _HANDLERS_RE.match(value):
+            raise ValueError(f"handlers must be an import path 'package.module:callable', got {value!r}")
+        return value
+
+    @field_validator("otel_exporter")
+    @classmethod
+    def _check_exporter(cls, value: str) -> str:
+        if value in ("none", "otlp", "console") or (value.startswith("file:") and len(value) > 5):
+            return value
+        raise ValueError(f"otel_exporter must be none, otlp, console or file:<path>, got {value!r}")
+
+    @field_validator("queue_overrides")
+    @classmethod
+    def _check_queues(cls, value: dict[str, str]) -> dict[str, str]:
+        empty = sorted(to for to, queue in value.items() if not to or not queue)
+        if empty:
+            raise ValueError(f"queue_overrides needs non-empty event 'to' and queue names: {empty}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Settings:
+        if self.retry_backoff_min_s > self.retry_backoff_max_s:
+            raise ValueError(
+                f"retry_backoff_min_s ({self.retry_backoff_min_s}) exceeds "
+                f"retry_backoff_max_s ({self.retry_backoff_max_s})"
+            )
+        # A retry is a message with a countdown that the Redis transport keeps unacknowledged
+        # until it is due; if it waits longer than the visibility timeout it is redelivered
+        # while still waiting, and runs twice ("and again in a loop", Celery Redis caveats).
+        if self.visibility_timeout_s <= self.retry_backoff_max_s:
+            raise ValueError(
+                f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed "
+                f"retry_backoff_max_s ({self.retry_backoff_max_s}), or delayed retries are redelivered"
+            )
+        return self
+
+    # -- derived values --------------------------------------------------------------------
+
+    @property
+    def broker(self) -> RedisEndpoint:
+        """The parsed broker URL."""
+        return parse_redis_url(self.broker_url, schemes=BROKER_SCHEMES)
+
+    @property
+    def redis(self) -> RedisEndpoint:
+        """The parsed state/lock Redis URL."""
+        return parse_redis_url(self.redis_url)
+
+    @property
+    def handlers_target(self) -> tuple[str, str]:
+        """``(module, attribute)`` of the handler factory."""
+        module, _, attribute = self.handlers.partition(":")
+        return module, attribute
+
+    @property
+    def otel_file(self) -> Path | None:
+        """The span file of a ``file:<path>`` exporter, else None."""
+        if self.otel_exporter.startswith("file:"):
+            return Path(self.otel_exporter[5:])
+        return None
+
+    def queue_for(self, to: str) -> str:
+        """The Celery queue serving events addressed to ``to``."""
+        return self.queue_overrides.get(to, to)
+
+    def log_level_number(self) -> int:
+        """:attr:`log_level` as a :mod:`logging` level number."""
+        return logging.getLevelNamesMapping()[self.log_level]
+
+    def __repr_args__(self) -> Any:
+        """Show every field, but never a password inside a URL."""
+        for name, value in super().__repr_args__():
+            if name in ("broker_url", "redis_url", "result_backend") and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value

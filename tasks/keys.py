@@ -1,0 +1,101 @@
+"""Every Redis key the runtime reads or writes, in one place.
+
+Nothing else in the project spells a key: the memory, the lock, the execute task, the client
+helpers and the tests all call these functions, so the schema below is the whole truth.
+
+Key schema (``<s>`` is the orchestration subject, used verbatim)::
+
+    orch:{<s>}:record            hash   version -> int as decimal string,
+                                        blob    -> msgpack of the record (JSON types only)
+    orch:{<s>}:consumed          set    ids of events already applied to the subject
+    orch:{<s>}:outbox            hash   event id -> msgpack list of the events that step produced,
+                                        present until they are published (``settle``)
+    lock:orch:{<s>}              string python-redis-lock lock; value = the holder's lease token
+    lock-signal:orch:{<s>}       list   python-redis-lock wake-up signal (written on release)
+    orch:attempts:<id>           string delivery attempt counter of a message (poison detection)
+    orch:deadletter              stream dead-lettered events with the reason and the time
+    orch:outbox:<destination>    stream events for destinations with no handler in this deployment
+
+The two stream names are defaults; :class:`config.settings.Settings` can rename them.
+
+Why the ``{<s>}`` hash tag: the write script touches the record, consumed set, outbox hash and
+lock key of one subject in one call, and Redis Cluster only allows that when all keys hash to the
+same slot. A subject is base64 text, which never contains braces, so the tag is exactly the
+subject. On a single Redis the braces are just characters.
+
+python-redis-lock prepends ``lock:`` (and ``lock-signal:``) to the name it is given, so
+:func:`lock_name` is what the lock is constructed with and :func:`lock_key` is the key the write
+script compares against the lease token.
+"""
+
+from __future__ import annotations
+
+#: Prefix of every key owned by this project (python-redis-lock adds its own ``lock:`` prefix).
+PREFIX = "orch"
+
+#: Prefix python-redis-lock puts before a lock name to form the lock key.
+LOCK_KEY_PREFIX = "lock:"
+
+#: Prefix python-redis-lock puts before a lock name to form its signal list key.
+LOCK_SIGNAL_PREFIX = "lock-signal:"
+
+#: Default name of the dead-letter stream.
+DEAD_LETTER_STREAM = f"{PREFIX}:deadletter"
+
+#: Default prefix of the per-destination outbox streams (the destination is appended).
+OUTBOX_STREAM_PREFIX = f"{PREFIX}:outbox:"
+
+
+def _subject_tag(subject: str) -> str:
+    if not subject:
+        raise ValueError("A subject is required to build its Redis keys")
+    return f"{PREFIX}:{{{subject}}}"
+
+
+def record(subject: str) -> str:
+    """Hash holding the record ``blob`` and its ``version``."""
+    return f"{_subject_tag(subject)}:record"
+
+
+def consumed(subject: str) -> str:
+    """Set of the event ids already applied to ``subject`` (idempotent redelivery)."""
+    return f"{_subject_tag(subject)}:consumed"
+
+
+def outbox(subject: str) -> str:
+    """Hash of unpublished step outboxes, field = the id of the event that produced them."""
+    return f"{_subject_tag(subject)}:outbox"
+
+
+def lock_name(subject: str) -> str:
+    """Name given to ``redis_lock.Lock``; the library turns it into :func:`lock_key`."""
+    return _subject_tag(subject)
+
+
+def lock_key(subject: str) -> str:
+    """The Redis key python-redis-lock sets, whose value is the holder's token."""
+    return LOCK_KEY_PREFIX + lock_name(subject)
+
+
+def lock_signal(subject: str) -> str:
+    """The list python-redis-lock pushes to on release, to wake blocking waiters."""
+    return LOCK_SIGNAL_PREFIX + lock_name(subject)
+
+
+def attempts(message_id: str) -> str:
+    """Counter of delivery attempts of one message, so a poison message can be quarantined."""
+    if not message_id:
+        raise ValueError("A message id is required to build its attempt counter key")
+    return f"{PREFIX}:attempts:{message_id}"
+
+
+def outbox_stream(destination: str, prefix: str = OUTBOX_STREAM_PREFIX) -> str:
+    """Stream receiving the events addressed to ``destination`` (an event's ``to``)."""
+    if not destination:
+        raise ValueError("A destination is required to build its outbox stream key")
+    return prefix + destination
+
+
+def dead_letter_stream(name: str = DEAD_LETTER_STREAM) -> str:
+    """The dead-letter stream; a function so callers never hard-code the default."""
+    return name

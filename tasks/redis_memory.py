@@ -1,0 +1,297 @@
+"""RedisMachineMemory: the :class:`~orchestrator.memory.base.MachineMemory` port on Redis.
+
+One subject's state is four keys (see :mod:`tasks.keys`): a record hash (``version`` and a
+msgpack ``blob``), a set of consumed event ids, a hash of unpublished outboxes, and the
+python-redis-lock key. Costs per call, in network round trips:
+
+* ``lock``: 2 (python-redis-lock's GET ownership check, then ``SET NX EX``);
+* ``read``: 1 (a non-transactional pipeline: HMGET record, SISMEMBER consumed, HGET outbox);
+* ``write``: 1 (``EVALSHA`` of ``write_record.lua``: lock check, version check, writes, TTLs);
+* ``unlock``: 1 (python-redis-lock's unlock script); ``settle``: 1 (HDEL).
+
+Fencing: the write script compares the lock key's value with the lease token in the same
+atomic call as the version check, so a worker whose lease expired is refused even when the
+version it read is still current (another holder may be about to write).
+
+Error mapping. Every :class:`redis.exceptions.RedisError` (connection refused or reset,
+timeouts, a server still loading its data, ``OOM``/``READONLY`` replies) becomes a
+:class:`~orchestrator.errors.TransactionViolation` whose cause names the step: ``LOCK_FAILURE``,
+``READ_FAILURE`` or ``WRITE_FAILURE``. All three are ``retryable``: the event is retried later
+with backoff, and nothing was half-applied because each step is one atomic command or a read.
+A timeout during ``write`` is ambiguous (the script may have run); that is safe because the
+retried event then finds itself consumed and republishes the stored outbox. Version or lease
+mismatches are ``WRITE_CONFLICT`` (also retryable: the event is re-run on the newer state).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import redis
+import redis_lock
+
+from orchestrator.errors import TransactionCause, TransactionViolation
+from orchestrator.memory.base import Lease, ReadResult
+from tasks import keys
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from config.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: Values of a record's ``status`` that end a workflow (its keys then expire).
+TERMINAL_STATUSES = frozenset({"done"})
+
+#: Value of ``executionStatus`` of a workflow that failed for good.
+FAILURE_EXECUTION_STATUS = "failure"
+
+
+@cache
+def _write_script_source() -> str:
+    return resources.files("tasks").joinpath("write_record.lua").read_text(encoding="utf-8")
+
+
+def is_terminal(record: dict[str, Any]) -> bool:
+    """Whether ``record`` belongs to a finished workflow, whose keys may then expire."""
+    return (
+        record.get("status") in TERMINAL_STATUSES or record.get("executionStatus") == FAILURE_EXECUTION_STATUS
+    )
+
+
+def pack(value: Any) -> bytes:
+    """msgpack a JSON-typed value; the only encoding of records and outboxes in Redis."""
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    """Inverse of :func:`pack`; every call returns fresh, unshared objects."""
+    # strict_map_key=False: a record with a non-str key must not become unreadable.
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+class _LeaseLock(redis_lock.Lock):  # type: ignore[misc]
+    """python-redis-lock's Lock with a renewal thread that stops quietly.
+
+    The library's renewer calls ``extend`` and dies with an unhandled exception (printed by
+    ``threading.excepthook``) when the lease was lost or Redis blipped. Here a lost lease ends
+    renewal with a warning (the fenced write will refuse the step anyway) and a Redis error is
+    retried at the next interval.
+    """
+
+    @staticmethod
+    def _lock_renewer(
+        name: str, lockref: Callable[[], _LeaseLock | None], interval: float, stop: threading.Event
+    ) -> None:
+        while not stop.wait(timeout=interval):
+            lock = lockref()
+            if lock is None:
+                return
+            try:
+                lock.extend(expire=lock._expire)
+            except (redis_lock.NotAcquired, redis_lock.NotExpirable):
+                logger.warning("Lease on %s was lost; renewal stopped", name)
+                return
+            except redis.RedisError as exc:
+                logger.warning("Could not renew %s (%s); retrying in %.1f s", name, exc, interval)
+            finally:
+                del lock
+
+    def stop_renewal(self) -> None:
+        """Stop and join the renewal thread, if one runs (idempotent)."""
+        self._stop_lock_renewer()
+
+
+class RedisMachineMemory:
+    """Machine memory in Redis, shared by every worker process of a deployment.
+
+    Args:
+        client: a ``redis.Redis`` with ``decode_responses=False`` (records are binary msgpack).
+        lock_expire_s: lifetime of a lock in whole seconds; a crashed holder frees it then.
+        auto_renewal: extend held locks from a thread so long steps keep their lease.
+        record_ttl_s: retention of a finished workflow's record, consumed ids and outbox.
+    """
+
+    def __init__(
+        self, client: redis.Redis, *, lock_expire_s: int, auto_renewal: bool, record_ttl_s: int
+    ) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("RedisMachineMemory needs a client with decode_responses=False")
+        if lock_expire_s < 1 or record_ttl_s < 1:
+            raise ValueError("lock_expire_s and record_ttl_s must be at least 1 second")
+        self._client = client
+        self._lock_expire_s = int(lock_expire_s)
+        self._auto_renewal = auto_renewal
+        self._record_ttl_s = int(record_ttl_s)
+        # Registering on the base class first matters: redis_lock registers its scripts once,
+        # on whichever class asks first, and a subclass first would leave Lock without them.
+        redis_lock.Lock.register_scripts(client)
+        self._write_script = client.register_script(_write_script_source())
+        # Held locks by token: their renewal threads run until ``unlock``.
+        self._held: dict[str, tuple[str, _LeaseLock]] = {}
+        self._held_mutex = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> RedisMachineMemory:
+        """Build from the deployment settings, with a new client unless one is given."""
+        if client is None:
+            from tasks.connections import redis_client
+
+            client = redis_client(settings)
+        return cls(
+            client,
+            lock_expire_s=settings.lock_expire_s,
+            auto_renewal=settings.lock_auto_renewal,
+            record_ttl_s=settings.record_ttl_s,
+        )
+
+    @staticmethod
+    def _require(subject: str, operation: str) -> None:
+        if not subject:
+            raise ValueError(f"Machine ID is required for {operation} operation")
+
+    def lock(self, subject: str) -> Lease | None:
+        """Try once to take the subject's lock; None when another holder has it."""
+        self._require(subject, "lock")
+        lock = _LeaseLock(
+            self._client,
+            keys.lock_name(subject),
+            expire=self._lock_expire_s,
+            auto_renewal=self._auto_renewal,
+        )
+        try:
+            acquired = lock.acquire(blocking=False)
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.LOCK_FAILURE, f"Cannot lock subject={subject}: {exc}"
+            ) from exc
+        if not acquired:
+            return None
+        with self._held_mutex:
+            self._held[lock.id] = (subject, lock)
+        return Lease(subject, lock.id)
+
+    def unlock(self, lease: Lease) -> bool:
+        """Release ``lease`` if it still holds the lock; False otherwise, never raises.
+
+        A lease taken by another instance (another process) is released by its token, the
+        same atomic check-and-delete. The renewal thread is always stopped.
+        """
+        with self._held_mutex:
+            held = self._held.get(lease.token)
+            if held is not None and held[0] == lease.subject:
+                del self._held[lease.token]
+        if not lease.subject:
+            return False
+        if held is not None and held[0] == lease.subject:
+            lock = held[1]
+        else:
+            lock = _LeaseLock(self._client, keys.lock_name(lease.subject), id=lease.token)
+        try:
+            lock.release()
+        except (redis_lock.NotAcquired, redis_lock.NotExpirable):
+            return False
+        except Exception:  # unlock must never raise; the lease expires on its own anyway
+            logger.warning("Could not release the lock of subject=%s", lease.subject, exc_info=True)
+            return False
+        finally:
+            lock.stop_renewal()
+        return True
+
+    def read(self, subject: str, event_id: str | None = None) -> ReadResult:
+        """Read record, version, consumed flag and pending outbox in one round trip."""
+        self._require(subject, "read")
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hmget(keys.record(subject), ["version", "blob"])
+        if event_id is not None:
+            pipe.sismember(keys.consumed(subject), event_id)
+            pipe.hget(keys.outbox(subject), event_id)
+        try:
+            replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.READ_FAILURE, f"Cannot read subject={subject}: {exc}"
+            ) from exc
+        version_raw, blob = replies[0]
+        consumed = bool(replies[1]) if event_id is not None else False
+        pending_blob = replies[2] if consumed else None
+        try:
+            record = unpack(blob) if blob is not None else None
+            pending = unpack(pending_blob) if pending_blob is not None else None
+            version = int(version_raw) if version_raw is not None else 0
+        except Exception as exc:
+            raise TransactionViolation(
+                TransactionCause.READ_FAILURE, f"Stored data of subject={subject} is unreadable: {exc}"
+            ) from exc
+        return ReadResult(record=record, version=version, consumed=consumed, pending=pending)
+
+    def write(
+        self,
+        subject: str,
+        record: dict[str, Any],
+        *,
+        prev_version: int,
+        lease: Lease | None,
+        event_id: str | None = None,
+        outbox: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Compare-and-set the record, fenced by ``lease``, with consumed id and outbox.
+
+        Raises:
+            TransactionViolation: ``WRITE_CONFLICT`` when the lease lost the lock or the
+                version moved; ``WRITE_FAILURE`` when Redis cannot be reached.
+            TypeError: ``record`` or ``outbox`` holds values msgpack cannot encode.
+        """
+        self._require(subject, "write")
+        if record is None:
+            raise ValueError("Data is required for write operation")
+        blob = pack(record)
+        outbox_blob = pack(outbox) if outbox and event_id is not None else b""
+        args: list[bytes | str | int] = [
+            lease.token if lease is not None else "",
+            int(prev_version),
+            blob,
+            event_id if event_id is not None else "",
+            outbox_blob,
+            1 if is_terminal(record) else 0,
+            self._record_ttl_s,
+        ]
+        script_keys = [
+            keys.record(subject),
+            keys.consumed(subject),
+            keys.outbox(subject),
+            keys.lock_key(subject),
+        ]
+        try:
+            code, value = self._write_script(keys=script_keys, args=args)
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.WRITE_FAILURE, f"Cannot write subject={subject}: {exc}"
+            ) from exc
+        if code == -1:
+            raise TransactionViolation(
+                TransactionCause.WRITE_CONFLICT,
+                f"Lock lost before write for subject={subject}: the lease expired or a newer holder owns it",
+            )
+        if code == -2:
+            raise TransactionViolation(
+                TransactionCause.WRITE_CONFLICT,
+                f"Record version moved for subject={subject}: expected {prev_version}, found {value}",
+            )
+        return int(value)
+
+    def settle(self, subject: str, event_id: str) -> None:
+        """Forget the outbox of ``event_id`` once its events are published."""
+        self._require(subject, "settle")
+        try:
+            self._client.hdel(keys.outbox(subject), event_id)
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.WRITE_FAILURE, f"Cannot settle outbox of subject={subject}: {exc}"
+            ) from exc
