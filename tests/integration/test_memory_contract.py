@@ -1,0 +1,417 @@
+"""One MachineMemory contract, run against InMemoryMachineMemory and RedisMachineMemory.
+
+The Redis runs are against a real ``redis-server`` (session fixture). Behaviour that only
+exists in Redis (key TTLs, unreachable server, round trips, renewal threads) is tested at the
+end, on the Redis implementation alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+
+from config.settings import Settings
+from orchestrator.errors import TransactionCause, TransactionViolation
+from orchestrator.memory import InMemoryMachineMemory, Lease, MachineMemory
+from tasks import keys
+from tasks.connections import redis_client
+from tasks.redis_memory import RedisMachineMemory
+from tests.helpers.redis_server import free_port
+
+SUBJECT = "c3ViamVjdC1vbmU="
+RECORD_TTL_S = 3600
+
+
+class FakeClock:
+    """Monotonic clock the in-memory backend reads; tests move it instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Backend:
+    """A memory under test plus the backend-specific ways to observe and age it."""
+
+    name: str
+    memory: MachineMemory
+    clock: FakeClock | None = None
+    client: redis.Redis | None = None
+
+    def expire_leases(self) -> None:
+        """Let every lease taken with a 1 s lifetime expire."""
+        if self.clock is not None:
+            self.clock.now += 1.5
+        else:
+            time.sleep(1.2)
+
+
+def make_redis_memory(
+    client: redis.Redis, *, lock_expire_s: int = 1, auto_renewal: bool = False
+) -> RedisMachineMemory:
+    return RedisMachineMemory(
+        client, lock_expire_s=lock_expire_s, auto_renewal=auto_renewal, record_ttl_s=RECORD_TTL_S
+    )
+
+
+@pytest.fixture(params=["in_memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Each implementation, with leases that live 1 s and no auto-renewal."""
+    if request.param == "in_memory":
+        clock = FakeClock()
+        yield Backend("in_memory", InMemoryMachineMemory(lock_ttl=1.0, clock=clock), clock=clock)
+        return
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    yield Backend("redis", make_redis_memory(client), client=client)
+
+
+def test_implementations_satisfy_the_protocol(backend: Backend) -> None:
+    assert isinstance(backend.memory, MachineMemory)
+
+
+def test_reading_an_unknown_subject_gives_version_zero(backend: Backend) -> None:
+    result = backend.memory.read(SUBJECT, "evt-1")
+    assert (result.record, result.version, result.consumed, result.pending) == (None, 0, False, None)
+
+
+def test_write_then_read_round_trips_an_independent_copy(backend: Backend) -> None:
+    record: dict[str, Any] = {"status": "active", "context": {"n": 1, "items": [1, "two", None, 3.5, True]}}
+    assert backend.memory.write(SUBJECT, record, prev_version=0, lease=None) == 1
+    record["context"]["n"] = 99  # the caller's object is not the stored one
+    first = backend.memory.read(SUBJECT)
+    assert first.version == 1
+    assert first.record == {"status": "active", "context": {"n": 1, "items": [1, "two", None, 3.5, True]}}
+    assert first.record is not None
+    first.record["context"]["items"].append("mutated")  # nor is the reader's
+    assert backend.memory.read(SUBJECT).record == {
+        "status": "active",
+        "context": {"n": 1, "items": [1, "two", None, 3.5, True]},
+    }
+
+
+def test_versions_increase_by_one_per_write(backend: Backend) -> None:
+    for version in range(5):
+        assert backend.memory.write(SUBJECT, {"v": version}, prev_version=version, lease=None) == version + 1
+    assert backend.memory.read(SUBJECT).version == 5
+
+
+def test_stale_prev_version_is_a_write_conflict_and_changes_nothing(backend: Backend) -> None:
+    backend.memory.write(SUBJECT, {"who": "first"}, prev_version=0, lease=None)
+    with pytest.raises(TransactionViolation) as info:
+        backend.memory.write(SUBJECT, {"who": "stale"}, prev_version=0, lease=None, event_id="late")
+    assert info.value.cause is TransactionCause.WRITE_CONFLICT
+    assert info.value.retryable is True
+    assert "expected 0, found 1" in str(info.value)
+    after = backend.memory.read(SUBJECT, "late")
+    assert (after.record, after.version, after.consumed) == ({"who": "first"}, 1, False)
+
+
+def test_a_held_lock_cannot_be_taken_twice(backend: Backend) -> None:
+    lease = backend.memory.lock(SUBJECT)
+    assert lease is not None
+    assert lease.subject == SUBJECT
+    assert backend.memory.lock(SUBJECT) is None
+    assert backend.memory.lock(SUBJECT + "x") is not None  # other subjects are independent
+    assert backend.memory.unlock(lease) is True
+    again = backend.memory.lock(SUBJECT)
+    assert again is not None
+    assert again.token != lease.token
+
+
+def test_unlock_with_a_wrong_token_is_false_and_keeps_the_lock(backend: Backend) -> None:
+    lease = backend.memory.lock(SUBJECT)
+    assert lease is not None
+    assert backend.memory.unlock(Lease(SUBJECT, "not-the-token")) is False
+    assert backend.memory.unlock(Lease(SUBJECT + "x", lease.token)) is False
+    assert backend.memory.lock(SUBJECT) is None
+    assert backend.memory.unlock(lease) is True
+    assert backend.memory.unlock(lease) is False  # already released
+
+
+def test_an_expired_lock_can_be_taken(backend: Backend) -> None:
+    assert backend.memory.lock(SUBJECT) is not None
+    backend.expire_leases()
+    assert backend.memory.lock(SUBJECT) is not None
+
+
+def test_a_holder_whose_lease_expired_is_fenced_out(backend: Backend) -> None:
+    lease_a = backend.memory.lock(SUBJECT)
+    assert lease_a is not None
+    read_a = backend.memory.read(SUBJECT, "evt-a")
+    backend.expire_leases()  # A pauses (GC, slow step) past its lease
+
+    lease_b = backend.memory.lock(SUBJECT)
+    assert lease_b is not None
+    read_b = backend.memory.read(SUBJECT, "evt-b")
+    backend.memory.write(SUBJECT, {"by": "B"}, prev_version=read_b.version, lease=lease_b, event_id="evt-b")
+
+    with pytest.raises(TransactionViolation) as info:
+        backend.memory.write(
+            SUBJECT, {"by": "A"}, prev_version=read_a.version, lease=lease_a, event_id="evt-a"
+        )
+    assert info.value.cause is TransactionCause.WRITE_CONFLICT
+    assert "Lock lost" in str(info.value)
+    assert backend.memory.unlock(lease_a) is False
+    final = backend.memory.read(SUBJECT, "evt-a")
+    assert (final.record, final.version, final.consumed) == ({"by": "B"}, 1, False)
+
+
+def test_an_expired_lease_is_refused_even_when_the_version_is_current(backend: Backend) -> None:
+    lease = backend.memory.lock(SUBJECT)
+    assert lease is not None
+    backend.expire_leases()
+    with pytest.raises(TransactionViolation, match="Lock lost"):
+        backend.memory.write(SUBJECT, {"x": 1}, prev_version=0, lease=lease)
+    assert backend.memory.read(SUBJECT).version == 0
+
+
+def test_a_live_lease_writes(backend: Backend) -> None:
+    lease = backend.memory.lock(SUBJECT)
+    assert lease is not None
+    assert backend.memory.write(SUBJECT, {"x": 1}, prev_version=0, lease=lease, event_id="e") == 1
+    assert backend.memory.unlock(lease) is True
+
+
+def test_write_records_consumed_id_and_pending_outbox(backend: Backend) -> None:
+    outbox: list[dict[str, Any]] = [
+        {"id": "out-1", "type": "com.value.read", "data": {"k": [1, 2]}},
+        {"id": "out-2"},
+    ]
+    backend.memory.write(SUBJECT, {"s": 1}, prev_version=0, lease=None, event_id="evt-1", outbox=outbox)
+    outbox[0]["data"]["k"].append(3)  # stored outbox is a copy
+
+    seen = backend.memory.read(SUBJECT, "evt-1")
+    assert seen.consumed is True
+    assert seen.pending == [{"id": "out-1", "type": "com.value.read", "data": {"k": [1, 2]}}, {"id": "out-2"}]
+    other = backend.memory.read(SUBJECT, "evt-2")
+    assert (other.consumed, other.pending) == (False, None)
+    no_id = backend.memory.read(SUBJECT)
+    assert (no_id.consumed, no_id.pending) == (False, None)
+
+
+def test_settle_clears_the_pending_outbox_but_not_consumption(backend: Backend) -> None:
+    backend.memory.write(
+        SUBJECT, {"s": 1}, prev_version=0, lease=None, event_id="evt-1", outbox=[{"id": "o"}]
+    )
+    backend.memory.settle(SUBJECT, "evt-1")
+    seen = backend.memory.read(SUBJECT, "evt-1")
+    assert (seen.consumed, seen.pending) == (True, None)
+    backend.memory.settle(SUBJECT, "evt-1")  # idempotent
+    backend.memory.settle(SUBJECT, "never-written")
+
+
+def test_a_step_without_outbox_is_consumed_with_nothing_pending(backend: Backend) -> None:
+    backend.memory.write(SUBJECT, {"s": 1}, prev_version=0, lease=None, event_id="evt-1", outbox=[])
+    seen = backend.memory.read(SUBJECT, "evt-1")
+    assert (seen.consumed, seen.pending) == (True, None)
+
+
+def test_subjects_do_not_share_state(backend: Backend) -> None:
+    backend.memory.write(
+        SUBJECT, {"s": 1}, prev_version=0, lease=None, event_id="evt-1", outbox=[{"id": "o"}]
+    )
+    other = backend.memory.read(SUBJECT + "x", "evt-1")
+    assert (other.record, other.version, other.consumed, other.pending) == (None, 0, False, None)
+
+
+def test_an_empty_subject_is_rejected(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="Machine ID is required"):
+        backend.memory.read("")
+    with pytest.raises(ValueError, match="Machine ID is required"):
+        backend.memory.write("", {}, prev_version=0, lease=None)
+    with pytest.raises(ValueError, match="Machine ID is required"):
+        backend.memory.lock("")
+
+
+def test_concurrent_lock_read_write_loses_no_update(backend: Backend) -> None:
+    """Threads increment one counter through lock → read → write; every increment lands."""
+    per_thread, threads = 15, 4
+
+    def worker(index: int) -> None:
+        done = 0
+        while done < per_thread:
+            lease = backend.memory.lock(SUBJECT)
+            if lease is None:
+                time.sleep(0.001)
+                continue
+            try:
+                current = backend.memory.read(SUBJECT, f"t{index}-{done}")
+                count = (current.record or {}).get("count", 0)
+                backend.memory.write(
+                    SUBJECT,
+                    {"count": count + 1},
+                    prev_version=current.version,
+                    lease=lease,
+                    event_id=f"t{index}-{done}",
+                )
+                done += 1
+            finally:
+                backend.memory.unlock(lease)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+    final = backend.memory.read(SUBJECT)
+    assert final.record == {"count": per_thread * threads}
+    assert final.version == per_thread * threads
+
+
+# --- Redis only ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_memory(redis_client: redis.Redis) -> RedisMachineMemory:
+    return make_redis_memory(redis_client)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{"status": "done", "output": {"n": 1}}, {"executionStatus": "failure", "error": {"message": "x"}}],
+)
+def test_a_finished_workflow_expires_after_the_retention(
+    redis_memory: RedisMachineMemory, redis_client: redis.Redis, record: dict[str, Any]
+) -> None:
+    redis_memory.write(
+        SUBJECT, {"status": "active"}, prev_version=0, lease=None, event_id="e1", outbox=[{"id": "o1"}]
+    )
+    for key in (keys.record(SUBJECT), keys.consumed(SUBJECT), keys.outbox(SUBJECT)):
+        assert redis_client.ttl(key) == -1  # a running workflow never expires
+
+    redis_memory.write(SUBJECT, record, prev_version=1, lease=None, event_id="e2", outbox=[{"id": "o2"}])
+    for key in (keys.record(SUBJECT), keys.consumed(SUBJECT), keys.outbox(SUBJECT)):
+        assert 0 < redis_client.ttl(key) <= RECORD_TTL_S
+
+
+def test_redis_keys_follow_the_documented_schema(
+    redis_memory: RedisMachineMemory, redis_client: redis.Redis
+) -> None:
+    lease = redis_memory.lock(SUBJECT)
+    assert lease is not None
+    redis_memory.write(SUBJECT, {"a": 1}, prev_version=0, lease=lease, event_id="e1", outbox=[{"id": "o"}])
+    assert redis_client.get(f"lock:orch:{{{SUBJECT}}}") == lease.token.encode()
+    assert redis_client.hget(f"orch:{{{SUBJECT}}}:record", "version") == b"1"
+    assert redis_client.sismember(f"orch:{{{SUBJECT}}}:consumed", "e1")
+    assert redis_client.hexists(f"orch:{{{SUBJECT}}}:outbox", "e1")
+    assert redis_memory.unlock(lease)
+
+
+def test_a_lease_can_be_released_by_another_instance(redis_client: redis.Redis) -> None:
+    first, second = make_redis_memory(redis_client), make_redis_memory(redis_client)
+    lease = first.lock(SUBJECT)
+    assert lease is not None
+    assert second.unlock(Lease(SUBJECT, "forged")) is False
+    assert second.unlock(lease) is True
+    assert first.lock(SUBJECT) is not None
+
+
+def test_auto_renewal_keeps_the_lease_and_stops_on_unlock(redis_client: redis.Redis) -> None:
+    memory = make_redis_memory(redis_client, lock_expire_s=1, auto_renewal=True)
+    threads_before = threading.active_count()
+    lease = memory.lock(SUBJECT)
+    assert lease is not None
+    time.sleep(1.6)  # beyond the 1 s expiry: only renewal keeps it
+    assert memory.lock(SUBJECT) is None
+    assert memory.write(SUBJECT, {"x": 1}, prev_version=0, lease=lease) == 1
+    assert memory.unlock(lease) is True
+    assert threading.active_count() == threads_before
+
+
+def test_renewal_of_a_lost_lease_stops_quietly(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tasks.redis_memory")
+    memory = make_redis_memory(redis_client, lock_expire_s=1, auto_renewal=True)
+    threads_before = threading.active_count()
+    lease = memory.lock(SUBJECT)
+    assert lease is not None
+    redis_client.delete(keys.lock_key(SUBJECT))  # lost: e.g. expired during a long pause
+    time.sleep(1.0)  # the renewer tries (at 2/3 s), gets NotAcquired, and exits
+    assert threading.active_count() == threads_before
+    assert "was lost; renewal stopped" in caplog.text
+    assert memory.unlock(lease) is False
+
+
+def test_unreachable_redis_maps_to_retryable_transaction_violations() -> None:
+    settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_connect_timeout_s=0.5)
+    memory = RedisMachineMemory.from_settings(settings)
+    started = time.monotonic()
+    expected: list[tuple[Callable[[], object], TransactionCause]] = [
+        (lambda: memory.lock(SUBJECT), TransactionCause.LOCK_FAILURE),
+        (lambda: memory.read(SUBJECT, "e1"), TransactionCause.READ_FAILURE),
+        (lambda: memory.write(SUBJECT, {"a": 1}, prev_version=0, lease=None), TransactionCause.WRITE_FAILURE),
+        (lambda: memory.settle(SUBJECT, "e1"), TransactionCause.WRITE_FAILURE),
+    ]
+    for call, cause in expected:
+        with pytest.raises(TransactionViolation) as info:
+            call()
+        assert info.value.cause is cause
+        assert info.value.retryable is True
+        assert isinstance(info.value.__cause__, redis.ConnectionError)
+    assert memory.unlock(Lease(SUBJECT, "t")) is False  # never raises
+    assert time.monotonic() - started < 5  # fails fast: the task retry does the waiting
+
+
+def test_corrupt_stored_data_is_a_read_failure(
+    redis_memory: RedisMachineMemory, redis_client: redis.Redis
+) -> None:
+    redis_client.hset(keys.record(SUBJECT), mapping={"version": b"1", "blob": b"\xc1"})
+    with pytest.raises(TransactionViolation) as info:
+        redis_memory.read(SUBJECT)
+    assert info.value.cause is TransactionCause.READ_FAILURE
+
+
+def test_client_with_decoded_responses_is_refused(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="decode_responses=False"):
+        make_redis_memory(redis.Redis.from_url(redis_url, decode_responses=True))
+
+
+class CountingConnection(redis.Connection):
+    """A connection that counts its network writes: one per round trip (pipelines included)."""
+
+    sends = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        type(self).sends += 1
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def test_read_and_write_are_one_round_trip_each(redis_url: str) -> None:
+    settings = Settings(redis_url=redis_url)
+    base = redis_client(settings)
+    pool = redis.ConnectionPool(connection_class=CountingConnection, **base.get_connection_kwargs())
+    client = redis.Redis(connection_pool=pool)
+    memory = make_redis_memory(client)
+    client.ping()  # connect (and any handshake) before counting
+    memory.write(SUBJECT, {"warm": 1}, prev_version=0, lease=None)  # loads the script once
+
+    def round_trips(call: Any) -> int:
+        before = CountingConnection.sends
+        call()
+        return CountingConnection.sends - before
+
+    assert round_trips(lambda: memory.read(SUBJECT, "e1")) == 1
+    assert round_trips(lambda: memory.read(SUBJECT)) == 1
+    outbox = [{"id": "o"}]
+    assert (
+        round_trips(
+            lambda: memory.write(SUBJECT, {"a": 1}, prev_version=1, lease=None, event_id="e1", outbox=outbox)
+        )
+        == 1
+    )
+    assert round_trips(lambda: memory.settle(SUBJECT, "e1")) == 1
+    lease = memory.lock(SUBJECT + "x")
+    assert lease is not None
+    assert round_trips(lambda: memory.write(SUBJECT + "x", {"a": 1}, prev_version=0, lease=lease)) == 1
+    client.close()
