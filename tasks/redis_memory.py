@@ -157,7 +157,11 @@ class RedisMachineMemory:
             raise ValueError(f"Machine ID is required for {operation} operation")
 
     def lock(self, subject: str) -> Lease | None:
-        """Try once to take the subject's lock; None when another holder has it."""
+        """Try once to take the subject's lock; None when another holder has it.
+
+        Always pair with :meth:`unlock`: with auto-renewal the lease keeps being extended (and
+        the lock object kept) until then, not merely until ``lock_expire_s``.
+        """
         self._require(subject, "lock")
         lock = _LeaseLock(
             self._client,
