@@ -124,8 +124,11 @@ class MachineExecutionEngine:
             instance = machine(model=_Model(initial.value))
         engine = instance._engine
         engine.running = True
-        engine.external_queue = EventQueue()
-        engine.internal_queue = EventQueue()
+        # A completed step leaves both queues empty; only a step that raised (whose instance is
+        # never pooled) could leave triggers behind. New queues cost locks and conditions.
+        if not (engine.external_queue.is_empty() and engine.internal_queue.is_empty()):
+            engine.external_queue = EventQueue()
+            engine.internal_queue = EventQueue()
         engine._root_parallel_final_pending = None
         return instance
 

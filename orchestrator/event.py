@@ -431,6 +431,60 @@ def create_arvo_event(
     )
 
 
+def assemble_event(
+    *,
+    id: str,
+    source: str,
+    type: str,
+    subject: str,
+    data: dict[str, Any],
+    dataschema: str | None,
+    to: str,
+    accesscontrol: str | None,
+    redirectto: str | None,
+    executionunits: float | None,
+    parentid: str,
+    traceparent: str | None,
+    tracestate: str | None,
+) -> ArvoEvent:
+    """The hot-path constructor for events the library derives from validated parts.
+
+    Handlers and orchestrators build most events only from values that were validated before:
+    the type, source and dataschema of a contract, the subject, ids and routing fields of a
+    validated event, a generated uuid, the trace context of their own span. Re-running every
+    rule on those costs more than the rest of building the event, so this constructor checks
+    only the payload (``data`` comes from user code through a contract schema, which may still
+    let NaN through) and trusts the rest. Whatever a *user* supplied (an explicit ``to``, id,
+    domain, extension...) must go through :func:`create_arvo_event` instead.
+
+    Raises:
+        ValueError: ``data`` is not a JSON object of JSON values.
+    """
+    problem = _data(data, "data")
+    if problem is not None:
+        raise ValueError(problem)
+    return ArvoEvent.model_construct(
+        id=id,
+        source=source,
+        specversion="1.0",
+        type=type,
+        subject=subject,
+        datacontenttype=ARVO_DATA_CONTENT_TYPE,
+        dataschema=dataschema,
+        data=data,
+        time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+        to=to,
+        accesscontrol=accesscontrol,
+        redirectto=redirectto,
+        executionunits=executionunits,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        parentid=parentid,
+        domain=None,
+        extensions={},
+    )
+
+
 def encode_event(event: ArvoEvent) -> bytes:
     """The msgpack wire form: the flat ``to_json()`` object (str as UTF-8, bytes as bin)."""
     return msgpack.packb(event.to_json(), use_bin_type=True)  # type: ignore[no-any-return]

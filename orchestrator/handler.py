@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from orchestrator.contract import ArvoContract, VersionedArvoContract, create_arvo_error, parse_dataschema
 from orchestrator.domain import ArvoDomain, resolve_domains
 from orchestrator.errors import ConfigViolation, ContractViolation, DefinitionError, ViolationError
-from orchestrator.event import ArvoEvent, create_arvo_event
+from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
 from orchestrator.telemetry import execution_span
 
 #: Namespace of the deterministic ids of handler outputs.
@@ -198,6 +198,26 @@ class ArvoEventHandler:
             triggering_event_domain=event.domain,
         )
         executionunits = item.get("executionunits")
+        overrides = ("id", "to", "redirectto", "accesscontrol", "executionunits", "__extensions", "extensions")
+        if domains == [None] and not any(item.get(key) is not None for key in overrides):
+            # Only validated parts (contract, input event, own settings): the fast constructor.
+            return [
+                assemble_event(
+                    id=output_event_id(event.id, index, None),
+                    source=self.source,
+                    type=event_type,
+                    subject=event.subject,
+                    data=data,
+                    dataschema=versioned.dataschema,
+                    to=event.redirectto or event.source,
+                    accesscontrol=event.accesscontrol,
+                    redirectto=None,
+                    executionunits=self.executionunits,
+                    parentid=event.id,
+                    traceparent=traceparent,
+                    tracestate=tracestate,
+                )
+            ]
         return [
             create_arvo_event(
                 id=item.get("id") or output_event_id(event.id, index, domain),

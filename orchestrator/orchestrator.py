@@ -40,7 +40,7 @@ from orchestrator.errors import (
     TransactionViolation,
     ViolationError,
 )
-from orchestrator.event import ArvoEvent, create_arvo_event
+from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
 from orchestrator.machine import ArvoMachine, EmittedEvent
 from orchestrator.memory.base import Lease, MachineMemory, ReadResult
 from orchestrator.registry import MachineRegistry
@@ -359,12 +359,42 @@ class ArvoOrchestrator:
             parentid = step.init_event_id or event.id
         dataschema = contract.dataschema if contract is not None else item.dataschema
         built = []
+        # Nothing user-supplied in the routing fields: assemble from validated parts (fast path).
+        derived = (
+            item.id is None
+            and item.redirectto is None
+            and item.accesscontrol is None
+            and item.extensions is None
+            and item.executionunits is None
+            and (completion or item.to is None)
+            and contract is not None
+        )
         for domain in domains:
             if contract is not None and contract.is_orchestrator and not completion:
                 subject = self._child_subject(item, contract, domain)
+            event_id = item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}"))
+            if derived and domain is None:
+                built.append(
+                    assemble_event(
+                        id=event_id,
+                        source=self.source,
+                        type=item.type,
+                        subject=subject,
+                        data=item.data,
+                        dataschema=dataschema,
+                        to=item.to or item.type,
+                        accesscontrol=event.accesscontrol,
+                        redirectto=self.source,
+                        executionunits=self.executionunits,
+                        parentid=parentid,
+                        traceparent=step.headers.traceparent,
+                        tracestate=step.headers.tracestate,
+                    )
+                )
+                continue
             built.append(
                 create_arvo_event(
-                    id=item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}")),
+                    id=event_id,
                     source=self.source,
                     type=item.type,
                     subject=subject,
