@@ -21,7 +21,7 @@ import logging
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -128,30 +128,40 @@ class ArvoOrchestrator:
     # -- public API ---------------------------------------------------------------------------
 
     def execute(self, event: ArvoEvent) -> list[ArvoEvent]:
-        """Process ``event`` and hand over its events (in-process use: settles the outbox)."""
-        result = self.process(event)
-        if result.outcome is StepOutcome.DUPLICATE:
-            return []
-        if result.outcome is not StepOutcome.IGNORED:
-            self.memory.settle(event.subject, event.id)
-        return result.events
+        """Process ``event`` and hand its events to the caller (in-process use).
+
+        The events count as published once returned, so the outbox is settled with the unlock.
+        A redelivered event returns nothing new.
+        """
+        result = self.process(event, publish=_handed_over)
+        return [] if result.outcome is StepOutcome.DUPLICATE else result.events
 
     def settle(self, event: ArvoEvent) -> None:
-        """Mark the events produced for ``event`` as published."""
+        """Mark the events produced for ``event`` as published (when not done by ``process``)."""
         self.memory.settle(event.subject, event.id)
 
-    def process(self, event: ArvoEvent) -> StepResult:
-        """Run one orchestration step for ``event`` without settling its outbox.
+    def process(
+        self, event: ArvoEvent, publish: Callable[[list[ArvoEvent]], object] | None = None
+    ) -> StepResult:
+        """Run one orchestration step for ``event``.
+
+        Args:
+            event: the event to apply.
+            publish: called with the step's events (new ones, or for a redelivered event the
+                ones never settled) while the subject's lock is still held; when it returns,
+                the outbox is settled in the same call that releases the lock. Without it the
+                outbox stays until :meth:`settle`, so a crash can never lose the events.
 
         Raises:
             ExecutionViolation: the subject is not an orchestration subject, bad parentSubject$$.
             ConfigViolation: no machine for the subject's version, event not in any contract.
             ContractViolation: input or emitted data does not satisfy a contract.
             TransactionViolation: lock busy, memory unreachable, or a write conflict (retryable).
+            Exception: whatever ``publish`` raised (the outbox is then left unsettled).
         """
         with execution_span(f"Orchestrator<{self.source}>", event, "orchestrator") as span:
             try:
-                return self._process(event, span.headers)
+                return self._process(event, span.headers, publish)
             except ViolationError as error:
                 span.record_error(error)
                 raise
@@ -163,7 +173,12 @@ class ArvoOrchestrator:
         logger.info("orchestrator %s ignored event %s (%s): %s", self.source, event.id, event.type, reason)
         return StepResult([], StepOutcome.IGNORED, reason)
 
-    def _process(self, event: ArvoEvent, headers: TraceHeaders) -> StepResult:
+    def _process(
+        self,
+        event: ArvoEvent,
+        headers: TraceHeaders,
+        publish: Callable[[list[ArvoEvent]], object] | None,
+    ) -> StepResult:
         try:
             subject = OrchestrationSubject.parse(event.subject)
         except ValueError:
@@ -176,11 +191,17 @@ class ArvoOrchestrator:
             return self._ignore("foreign-subject", event)
         step = _Step(event=event, subject=subject, headers=headers)
         step.lease = self._lock(event)
+        settle: str | None = None
         try:
-            return self._locked_step(step)
+            result = self._locked_step(step)
+            if publish is not None and result.outcome is not StepOutcome.IGNORED:
+                if result.events:
+                    publish(result.events)
+                settle = event.id
+            return result
         finally:
             try:
-                self.memory.unlock(step.lease)
+                self.memory.unlock(step.lease, settle)
             except Exception:  # unlock is best effort; the lease expires on its own
                 logger.warning("unlock failed for subject %s", event.subject, exc_info=True)
 
@@ -544,6 +565,10 @@ class ArvoOrchestrator:
         logger.warning("workflow %s failed on event %s: %r", step.event.subject, step.event.id, error)
         self._write(step, record, events)
         return StepResult(events, StepOutcome.FAILED)
+
+
+def _handed_over(events: list[ArvoEvent]) -> None:
+    """``publish`` of in-process callers: returning the events is publishing them."""
 
 
 def create_orchestrator(

@@ -4,10 +4,14 @@ One subject's state is four keys (see :mod:`tasks.keys`): a record hash (``versi
 msgpack ``blob``), a set of consumed event ids, a hash of unpublished outboxes, and the
 python-redis-lock key. Costs per call, in network round trips:
 
-* ``lock``: 2 (python-redis-lock's GET ownership check, then ``SET NX EX``);
+* ``lock``: 1 (python-redis-lock's ``SET NX EX``; its ownership GET is skipped, see
+  ``_LeaseLock._held``);
 * ``read``: 1 (a non-transactional pipeline: HMGET record, SISMEMBER consumed, HGET outbox);
 * ``write``: 1 (``EVALSHA`` of ``write_record.lua``: lock check, version check, writes, TTLs);
-* ``unlock``: 1 (python-redis-lock's unlock script); ``settle``: 1 (HDEL).
+* ``unlock``: 1 (``release_lock.lua``: python-redis-lock's release, plus settling the step's
+  outbox when the events were published under the lock); ``settle`` alone: 1 (HDEL).
+
+So a whole orchestrator step costs 4 round trips besides the broker's.
 
 Fencing: the write script compares the lock key's value with the lease token in the same
 atomic call as the version check, so a worker whose lease expired is refused even when the
@@ -49,13 +53,20 @@ logger = logging.getLogger(__name__)
 #: Values of a record's ``status`` that end a workflow (its keys then expire).
 TERMINAL_STATUSES = frozenset({"done"})
 
+#: How long python-redis-lock's wake-up signal list lives after a release (its default).
+SIGNAL_EXPIRE_MS = 1000
+
 #: Value of ``executionStatus`` of a workflow that failed for good.
 FAILURE_EXECUTION_STATUS = "failure"
 
 
 @cache
+def _script_source(name: str) -> str:
+    return resources.files("tasks").joinpath(name).read_text(encoding="utf-8")
+
+
 def _write_script_source() -> str:
-    return resources.files("tasks").joinpath("write_record.lua").read_text(encoding="utf-8")
+    return _script_source("write_record.lua")
 
 
 def is_terminal(record: dict[str, Any]) -> bool:
@@ -107,6 +118,13 @@ class _LeaseLock(redis_lock.Lock):  # type: ignore[misc]
         """Stop and join the renewal thread, if one runs (idempotent)."""
         self._stop_lock_renewer()
 
+    @property
+    def _held(self) -> bool:
+        # python-redis-lock asks Redis (a GET) whether this *instance* already holds the lock,
+        # to refuse a second acquire on it. Every lease here is a fresh instance acquired once,
+        # so the answer is known without the round trip.
+        return False
+
 
 class RedisMachineMemory:
     """Machine memory in Redis, shared by every worker process of a deployment.
@@ -133,6 +151,7 @@ class RedisMachineMemory:
         # on whichever class asks first, and a subclass first would leave Lock without them.
         redis_lock.Lock.register_scripts(client)
         self._write_script = client.register_script(_write_script_source())
+        self._release_script = client.register_script(_script_source("release_lock.lua"))
         # Held locks by token: their renewal threads run until ``unlock``.
         self._held: dict[str, tuple[str, _LeaseLock]] = {}
         self._held_mutex = threading.Lock()
@@ -181,8 +200,8 @@ class RedisMachineMemory:
             self._held[lock.id] = (subject, lock)
         return Lease(subject, lock.id)
 
-    def unlock(self, lease: Lease) -> bool:
-        """Release ``lease`` if it still holds the lock; False otherwise, never raises.
+    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+        """Release ``lease`` (and settle ``settle``'s outbox) in one round trip; never raises.
 
         A lease taken by another instance (another process) is released by its token, the
         same atomic check-and-delete. The renewal thread is always stopped.
@@ -191,22 +210,19 @@ class RedisMachineMemory:
             held = self._held.get(lease.token)
             if held is not None and held[0] == lease.subject:
                 del self._held[lease.token]
+            else:
+                held = None
+        if held is not None:
+            held[1].stop_renewal()
         if not lease.subject:
             return False
-        if held is not None and held[0] == lease.subject:
-            lock = held[1]
-        else:
-            lock = _LeaseLock(self._client, keys.lock_name(lease.subject), id=lease.token)
+        script_keys = [keys.lock_key(lease.subject), keys.lock_signal(lease.subject), keys.outbox(lease.subject)]
         try:
-            lock.release()
-        except (redis_lock.NotAcquired, redis_lock.NotExpirable):
-            return False
+            code = self._release_script(keys=script_keys, args=[lease.token, SIGNAL_EXPIRE_MS, settle or ""])
         except Exception:  # unlock must never raise; the lease expires on its own anyway
             logger.warning("Could not release the lock of subject=%s", lease.subject, exc_info=True)
             return False
-        finally:
-            lock.stop_renewal()
-        return True
+        return code == 0
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         """Read record, version, consumed flag and pending outbox in one round trip."""

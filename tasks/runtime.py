@@ -38,7 +38,7 @@ from opentelemetry import context as otel_context
 
 from orchestrator.errors import DecodeError, OrchestratorError, ViolationError
 from orchestrator.event import ArvoEvent, decode_event
-from orchestrator.orchestrator import ArvoOrchestrator, StepOutcome
+from orchestrator.orchestrator import ArvoOrchestrator
 from orchestrator.telemetry import context_from_headers
 from tasks.connections import redis_client
 from tasks.redis_memory import RedisMachineMemory
@@ -218,11 +218,9 @@ class Runtime:
                 task_id,
             )
         if isinstance(handler, ArvoOrchestrator):
-            result = handler.process(event)
-            published = self.publish(result.events) if result.events else 0
-            if result.outcome is not StepOutcome.IGNORED and (result.events or result.outcome is not StepOutcome.DUPLICATE):
-                handler.settle(event)
-            return Outcome(result.outcome.value, published)
+            # Published under the subject's lock; the outbox is settled with the unlock.
+            result = handler.process(event, publish=self.publish)
+            return Outcome(result.outcome.value, len(result.events))
         return Outcome("handled", self.publish(handler.execute(event)))
 
     def _retry_or_bury(self, event: ArvoEvent, error: BaseException, attempt: int, task_id: str | None) -> Outcome:

@@ -60,8 +60,12 @@ class MachineMemory(Protocol):
         """
         ...
 
-    def unlock(self, lease: Lease) -> bool:
-        """Release the lock if ``lease`` still owns it; False otherwise (never raises)."""
+    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+        """Release the lock if ``lease`` still owns it; False otherwise (never raises).
+
+        With ``settle``, also forget that event's outbox, in the same call: the caller
+        published the step's events while it held the lock.
+        """
         ...
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:

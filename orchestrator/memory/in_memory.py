@@ -70,9 +70,11 @@ class InMemoryMachineMemory:
             self._locks[subject] = (token, now + self._lock_ttl)
             return Lease(subject, token)
 
-    def unlock(self, lease: Lease) -> bool:
-        """Release only a lock this lease still owns."""
+    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+        """Release only a lock this lease still owns; settle ``settle``'s outbox regardless."""
         with self._mutex:
+            if settle is not None:
+                self._outbox.pop((lease.subject, settle), None)
             held = self._locks.get(lease.subject)
             if held is None or held[0] != lease.token:
                 return False

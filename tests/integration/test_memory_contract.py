@@ -210,6 +210,31 @@ def test_settle_clears_the_pending_outbox_but_not_consumption(backend: Backend) 
     backend.memory.settle(SUBJECT, "never-written")
 
 
+def test_unlock_with_settle_releases_and_clears_the_outbox_in_one_call(backend: Backend) -> None:
+    lease = backend.memory.lock(SUBJECT)
+    assert lease is not None
+    backend.memory.write(
+        SUBJECT, {"s": 1}, prev_version=0, lease=lease, event_id="evt-1", outbox=[{"id": "o"}]
+    )
+    assert backend.memory.unlock(lease, settle="evt-1") is True
+    seen = backend.memory.read(SUBJECT, "evt-1")
+    assert (seen.consumed, seen.pending) == (True, None)
+    assert backend.memory.lock(SUBJECT) is not None  # released
+
+
+def test_unlock_of_a_lost_lease_still_settles_the_published_outbox(backend: Backend) -> None:
+    lease = backend.memory.lock(SUBJECT)
+    assert lease is not None
+    backend.memory.write(
+        SUBJECT, {"s": 1}, prev_version=0, lease=lease, event_id="evt-1", outbox=[{"id": "o"}]
+    )
+    other = Lease(SUBJECT, "not-the-holder")
+    assert backend.memory.unlock(other, settle="evt-1") is False
+    assert backend.memory.read(SUBJECT, "evt-1").pending is None
+    assert backend.memory.lock(SUBJECT) is None  # the real holder still holds it
+    assert backend.memory.unlock(lease) is True
+
+
 def test_a_step_without_outbox_is_consumed_with_nothing_pending(backend: Backend) -> None:
     backend.memory.write(SUBJECT, {"s": 1}, prev_version=0, lease=None, event_id="evt-1", outbox=[])
     seen = backend.memory.read(SUBJECT, "evt-1")
@@ -414,4 +439,25 @@ def test_read_and_write_are_one_round_trip_each(redis_url: str) -> None:
     lease = memory.lock(SUBJECT + "x")
     assert lease is not None
     assert round_trips(lambda: memory.write(SUBJECT + "x", {"a": 1}, prev_version=0, lease=lease)) == 1
+    client.close()
+
+
+def test_an_orchestrator_step_costs_four_round_trips(redis_url: str) -> None:
+    """lock (SET NX) + read (pipeline) + write (script) + unlock-and-settle (script)."""
+    from examples.increment import IncrementMachine
+    from orchestrator.demo import init_event
+    from orchestrator.orchestrator import create_orchestrator
+
+    settings = Settings(redis_url=redis_url)
+    base = redis_client(settings)
+    pool = redis.ConnectionPool(connection_class=CountingConnection, **base.get_connection_kwargs())
+    client = redis.Redis(connection_pool=pool)
+    memory = RedisMachineMemory(client, lock_expire_s=30, auto_renewal=False, record_ttl_s=60)
+    orchestrator = create_orchestrator(machines=[IncrementMachine], memory=memory)
+    dataschema = "#/examples/orchestrator/increment/1.0.0"
+    orchestrator.execute(init_event("arvo.orc.inc", dataschema, {"key": "warm", "modifier": 1}))  # loads scripts
+    before = CountingConnection.sends
+    events = orchestrator.execute(init_event("arvo.orc.inc", dataschema, {"key": "k", "modifier": 1}))
+    assert CountingConnection.sends - before == 4
+    assert [event.type for event in events] == ["com.value.read"]
     client.close()

@@ -159,9 +159,9 @@ class RecordingMemory(InMemoryMachineMemory):
         self.calls.append("lock")
         return super().lock(subject)
 
-    def unlock(self, lease: Lease) -> bool:
-        self.calls.append("unlock")
-        return super().unlock(lease)
+    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+        self.calls.append("unlock+settle" if settle is not None else "unlock")
+        return super().unlock(lease, settle)
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         self.calls.append("read")
