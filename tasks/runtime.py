@@ -24,6 +24,7 @@ dead-lettered. Any other exception is a bug: dead-lettered with its traceback, n
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import random
@@ -139,7 +140,9 @@ class Runtime:
                 external.append((event.to or "", event))
         if internal:
             task = self.app.tasks[EXECUTE_TASK]
-            with self.app.producer_or_acquire() as producer:
+            # One pipelined flush for all of a step's events (kombu's batch). A failure part-way
+            # leaves the step's outbox unsettled, so the redelivered event publishes them again.
+            with self.app.producer_or_acquire() as producer, _batched(producer):
                 for event in internal:
                     self._send(task, producer, event)
         if external:
@@ -238,6 +241,12 @@ class Runtime:
         logger.warning("dead-lettering message (task %s): %s: %s", task_id, reason, error)
         self.dead_letters.add(reason=reason, error=text, payload=payload, task_id=task_id)
         return Outcome("dead-letter")
+
+
+def _batched(producer: Any) -> Any:
+    """kombu's ``Producer.batch()`` where available (kombu ≥ 5.7), else a no-op context."""
+    batch = getattr(producer, "batch", None)
+    return batch() if batch is not None else contextlib.nullcontext()
 
 
 def _is_plain(value: Any) -> bool:
