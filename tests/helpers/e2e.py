@@ -1,0 +1,116 @@
+"""Helpers for the end-to-end tests: bounded polling, worker log counters, Redis snapshots.
+
+Nothing here starts a process; the fixtures of ``tests/e2e/conftest.py`` do. Everything that
+waits is bounded and raises :class:`AssertionError` with what it last saw, so a stuck workflow
+fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import redis
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
+
+from config.settings import Settings
+from orchestrator.broker import LocalBroker
+from orchestrator.event import ArvoEvent
+from orchestrator.memory.in_memory import InMemoryMachineMemory
+from tasks import keys
+from tasks.redis_memory import unpack
+from tests.helpers.worker import WorkerProcess
+
+T = TypeVar("T")
+
+#: The queues of the example orchestrators and services (one queue per event destination).
+ORCHESTRATOR_QUEUES = ("arvo.orc.inc", "arvo.orc.fanout")
+SERVICE_QUEUES = ("com.value.read", "com.number.increment", "com.number.double")
+ALL_QUEUES = ORCHESTRATOR_QUEUES + SERVICE_QUEUES
+
+#: Dataschemas of the example orchestrators' init events.
+INC_SCHEMA = "#/examples/orchestrator/increment/1.0.0"
+FANOUT_SCHEMA = "#/examples/orchestrator/fanout/1.0.0"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: T = predicate()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+        last = predicate()
+    return last
+
+
+def succeeded(worker: WorkerProcess, status: str) -> int:
+    """How many ``tasks.execute`` runs this worker logged as returning ``status``.
+
+    Celery logs ``Task tasks.execute[<id>] succeeded in <t>s: '<status>'`` at INFO, and the task
+    returns the runtime's outcome (``applied``, ``handled``, ``duplicate``, ``dead-letter``...).
+    """
+    pattern = re.compile(rf"Task tasks\.execute\[[^\]]+\] succeeded in [0-9.e-]+s: '{re.escape(status)}'")
+    return len(pattern.findall(worker.log_text()))
+
+
+def retries(worker: WorkerProcess) -> int:
+    """How many ``tasks.execute`` retries (lock busy, write conflict...) this worker logged."""
+    return len(re.findall(r"Task tasks\.execute\[[^\]]+\] retry:", worker.log_text()))
+
+
+def settings_for(url: str, **overrides: Any) -> Settings:
+    """Settings of a test client: broker and state in the given Redis."""
+    return Settings(broker_url=url, redis_url=url, **overrides)
+
+
+def in_process_run(init: ArvoEvent) -> tuple[ArvoEvent | None, LocalBroker, InMemoryMachineMemory]:
+    """Run ``init`` through the examples in one process (LocalBroker + in-memory state)."""
+    from examples.registry import build
+
+    memory = InMemoryMachineMemory()
+    broker = LocalBroker(build(memory))
+    return broker.run(init), broker, memory
+
+
+def comparable(event: ArvoEvent) -> dict[str, Any]:
+    """An event's wire fields minus its creation time, for comparing two runs."""
+    fields = event.to_json()
+    fields.pop("time", None)
+    return fields
+
+
+def record_of(client: redis.Redis, subject: str) -> tuple[int, dict[str, Any] | None]:
+    """The stored version and decoded record of ``subject``."""
+    version, blob = client.hmget(keys.record(subject), ["version", "blob"])
+    return (int(version) if version is not None else 0), (unpack(blob) if blob is not None else None)
+
+
+def subject_snapshot(client: redis.Redis, subject: str) -> dict[str, Any]:
+    """Everything the runtime keeps for ``subject``, raw: record hash, consumed set, outbox hash."""
+    return {
+        "record": client.hgetall(keys.record(subject)),
+        "consumed": client.smembers(keys.consumed(subject)),
+        "outbox": client.hgetall(keys.outbox(subject)),
+    }
+
+
+def streams_snapshot(client: redis.Redis, settings: Settings) -> dict[str, int]:
+    """Length of every outbox stream and of the dead-letter stream."""
+    names = sorted(client.scan_iter(match=f"{settings.outbox_stream_prefix}*", count=1000))
+    lengths = {name.decode(): int(client.xlen(name)) for name in names}
+    lengths[settings.dead_letter_stream] = int(client.xlen(settings.dead_letter_stream))
+    return lengths
+
+
+def queue_lengths(client: redis.Redis, queues: Iterable[str] = ALL_QUEUES) -> dict[str, int]:
+    """Messages waiting in each broker queue (a Redis list per queue)."""
+    return {queue: int(client.llen(queue)) for queue in queues}
+
+
+def queue_declaration(name: str) -> Queue:
+    """The queue Celery creates for ``name`` (``task_create_missing_queues``): a direct exchange."""
+    return Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
