@@ -394,7 +394,7 @@ class ArvoOrchestrator:
             if contract is not None and contract.is_orchestrator and not completion:
                 subject = self._child_subject(item, contract, domain)
             event_id = item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}"))
-            if derived and domain is None:
+            if derived and domain is None and isinstance(event_id, str):
                 built.append(
                     assemble_event(
                         id=event_id,

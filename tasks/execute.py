@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task, signals
 
+from orchestrator.errors import ConfigViolation
 from orchestrator.event import ArvoEvent
 from tasks.consumer import connect_refusal_signals
 from tasks.runtime import EXECUTE_TASK, RetryLater, Runtime
@@ -71,6 +72,7 @@ class EventTask(Task):  # type: ignore[misc]
             tracestate = _field(first, "tracestate")
             args = (_event_json(first), *args[1:])
             if to and "queue" not in options and "routing_key" not in options:
+                _require_destination(self.app, to)
                 options["queue"] = self.app.orch_settings.queue_overrides.get(to, to)
             headers = dict(options.get("headers") or {})
             if traceparent:
@@ -80,6 +82,39 @@ class EventTask(Task):  # type: ignore[misc]
             if headers:
                 options["headers"] = headers
         return super().apply_async(args, kwargs, **options)
+
+
+def deployment_destinations(app: Celery) -> frozenset[str]:
+    """Every event destination (handler ``source``) of the deployment ``app`` runs.
+
+    A worker knows them from its runtime; a client process builds the handler list once (with
+    an in-memory machine memory: building handlers opens no connection) just to learn them.
+    """
+    runtime = _runtimes.get((os.getpid(), id(app)))
+    if runtime is not None:
+        return runtime.destinations
+    cached: frozenset[str] | None = getattr(app, "orch_destinations", None)
+    if cached is None:
+        from orchestrator.memory.in_memory import InMemoryMachineMemory
+        from tasks.runtime import load_handlers
+
+        handlers = load_handlers(app.orch_settings.handlers)(InMemoryMachineMemory())
+        cached = frozenset(handler.source for handler in handlers)
+        app.orch_destinations = cached
+    return cached
+
+
+def _require_destination(app: Celery, to: str) -> None:
+    """Refuse, at the caller, an event no handler of the deployment would ever consume.
+
+    Its queue would have no consumer, so the message would wait forever instead of being
+    answered or dead-lettered.
+    """
+    if to not in deployment_destinations(app):
+        raise ConfigViolation(
+            f"No handler in this deployment for the event's 'to'={to!r} (ORCH_HANDLERS="
+            f"{app.orch_settings.handlers}); known destinations: {sorted(deployment_destinations(app))}"
+        )
 
 
 def _field(value: Any, name: str) -> Any:

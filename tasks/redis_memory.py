@@ -222,7 +222,7 @@ class RedisMachineMemory:
         except Exception:  # unlock must never raise; the lease expires on its own anyway
             logger.warning("Could not release the lock of subject=%s", lease.subject, exc_info=True)
             return False
-        return code == 0
+        return bool(code == 0)
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         """Read record, version, consumed flag and pending outbox in one round trip."""
