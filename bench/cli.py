@@ -1,0 +1,114 @@
+"""Command line of the benchmarks.
+
+``python -m bench`` with no part runs all four parts, each in a fresh ``python -m bench <part>``
+subprocess: the in-process part's peak RSS is then its own (not inflated by Celery or by the
+other parts), and a part that fails does not stop the others. The parts' markdown tables are
+then printed together and written to ``bench/results/latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import common
+
+PARTS = ("inprocess", "distributed", "contention", "redis-cost")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser: one sub-command per part; none runs everything."""
+    top = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks of the orchestrator against same-run baselines. With no part, runs all four, "
+        "each in its own process, and writes bench/results/latest.md (method: bench/README.md).",
+    )
+    sub = top.add_subparsers(dest="part")
+
+    inproc = sub.add_parser("inprocess", help="example workflows on the LocalBroker vs the TypeScript figures")
+    inproc.add_argument("--workflows", type=int, default=2000, help="timed workflows per run (default 2000)")
+    inproc.add_argument("--runs", type=int, default=3, help="runs; the median is reported (default 3)")
+    inproc.add_argument("--warmup", type=int, default=200, help="warm-up workflows per run (default 200)")
+    inproc.add_argument("--json", type=Path, default=None, help="where to write the JSON")
+
+    dist = sub.add_parser("distributed", help="Celery + Redis, 2 workers, vs raw Celery chains of the same shape")
+    dist.add_argument("--increment", type=int, default=300, help="increment workflows per round (default 300)")
+    dist.add_argument("--fanout", type=int, default=100, help="fan-out workflows per round (default 100)")
+    dist.add_argument("--inflight", type=int, default=20, help="workflows kept in flight (default 20)")
+    dist.add_argument("--pool", choices=("solo", "prefork"), default="solo", help="worker pool (default solo)")
+    dist.add_argument(
+        "--layout", choices=("split", "shared", "both"), default="both",
+        help="split: one worker per queue group; shared: both serve all queues (default: measure both)",
+    )
+    dist.add_argument("--rounds", type=int, default=3, help="interleaved raw/ours rounds; median reported (default 3)")
+    dist.add_argument("--json", type=Path, default=None)
+
+    cont = sub.add_parser("contention", help="fan-in of 50 parallel replies to one subject on 2 workers")
+    cont.add_argument("--values", type=int, default=50, help="parallel replies (default 50)")
+    cont.add_argument("--repeats", type=int, default=5, help="repetitions (default 5)")
+    cont.add_argument("--json", type=Path, default=None)
+
+    cost = sub.add_parser("redis-cost", help="Redis round trips and bytes per orchestrator step")
+    cost.add_argument("--increment", type=int, default=200, help="increment workflows (default 200)")
+    cost.add_argument("--fanout", type=int, default=50, help="fan-out workflows (default 50)")
+    cost.add_argument("--json", type=Path, default=None)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one part, or all of them; return the exit code."""
+    args = parser().parse_args(argv)
+    if args.part is None:
+        return run_all()
+    if args.part == "inprocess":
+        from bench import inprocess
+
+        inprocess.main(args.workflows, args.json, runs=args.runs, warmup=args.warmup)
+    elif args.part == "distributed":
+        from bench import distributed
+
+        distributed.main(args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json)
+    elif args.part == "contention":
+        from bench import contention
+
+        contention.main(args.values, args.repeats, args.json)
+    elif args.part == "redis-cost":
+        from bench import redis_cost
+
+        redis_cost.main(args.increment, args.fanout, args.json)
+    return 0
+
+
+def run_all() -> int:
+    """Every part in its own subprocess, then ``latest.md`` from their markdown files."""
+    started = time.monotonic()
+    failed: list[str] = []
+    sections: list[str] = []
+    for part in PARTS:
+        print(f"== {part}", flush=True)
+        stale = common.RESULTS_DIR / f"{part}.md"
+        stale.unlink(missing_ok=True)
+        code = subprocess.run([sys.executable, "-m", "bench", part], cwd=common.REPO_ROOT, check=False).returncode
+        if code != 0 or not stale.exists():
+            failed.append(part)
+            sections.append(f"### {part}\n\n**FAILED** (exit code {code}); see the output above.\n")
+        else:
+            sections.append(stale.read_text(encoding="utf-8"))
+    elapsed = time.monotonic() - started
+    header = (
+        "# Benchmark results\n\n"
+        f"`python -m bench`, {elapsed:.0f} s in all; load average at the end "
+        f"{', '.join(f'{v:.2f}' for v in common.load_average())}.\n"
+    )
+    latest = header + "\n" + "\n".join(sections)
+    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (common.RESULTS_DIR / "latest.md").write_text(latest, encoding="utf-8")
+    print("\n" + latest)
+    if failed:
+        print(f"failed parts: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
