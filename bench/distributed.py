@@ -73,7 +73,7 @@ class System:
 
 
 def systems(redis_url: str) -> dict[str, System]:
-    """The raw baseline and our runtime, both publishing through one app built from our settings."""
+    """The raw baseline (published by a stock app) and our runtime (published by ``create_app``)."""
     from bench import raw_celery
     from bench.inprocess import WORKFLOWS
     from config.settings import Settings
@@ -83,6 +83,7 @@ def systems(redis_url: str) -> dict[str, System]:
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url)
     app = create_app(settings)
+    raw_app = raw_celery.make_app(settings)
 
     def start_ours(shape: str, _index: int) -> str:
         workflow = WORKFLOWS[shape]
@@ -92,8 +93,7 @@ def systems(redis_url: str) -> dict[str, System]:
 
     def start_raw(shape: str, _index: int) -> str:
         workflow_id = f"raw-{uuid.uuid4().hex}"
-        first_group = raw_celery.SHAPES[shape][0][0]
-        app.send_task(raw_celery.HOP_TASK, args=(workflow_id, shape, 0), queue=raw_celery.QUEUES[first_group])
+        raw_celery.start(raw_app, workflow_id, shape)
         return workflow_id
 
     return {
@@ -213,7 +213,8 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
 
 def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int) -> dict[str, Any]:
     """Measure every requested layout; return the JSON document of this part."""
-    from bench import procs
+    from bench import procs, raw_celery
+    from config.settings import Settings
 
     facts = common.machine()
     layouts = ["split", "shared"] if layout == "both" else [layout]
@@ -227,6 +228,8 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp:
         scratch = Path(tmp)
         with procs.redis_server(scratch / "redis") as redis_url:
+            stripped = raw_celery.stock_config(Settings(broker_url=redis_url, redis_url=redis_url))[1]
+            results["config"]["raw_baseline_without"] = stripped
             for name in layouts:
                 results["layouts"][name] = measure_layout(name, pool, redis_url, counts, inflight, rounds, scratch)
     best: dict[str, Any] = {}
@@ -286,7 +289,10 @@ def markdown(data: dict[str, Any]) -> str:
         f"{shape}: {best['ratio']:.2f} ({best['layout']}) {'pass' if best['pass'] else '**FAIL**'}"
         for shape, best in data["best"].items()
     )
+    stripped = ", ".join(f"`{name}`" for name in config["raw_baseline_without"]) or "nothing"
     notes = (
+        f"Raw baseline: the runtime's Celery config without the settings naming project classes ({stripped}), "
+        "i.e. stock Celery and kombu. "
         "Hop = a task's publish (`before_task_publish`) to the start of its execution (`task_prerun`), "
         "measured in the worker processes, first attempts only; executions/workflow counted the same way. "
         "µs/orch exec and µs/service exec = task body time (prerun to postrun) on the orchestrator and service queues; "

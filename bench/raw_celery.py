@@ -2,8 +2,11 @@
 
 ``celery -A bench.raw_celery worker`` runs this app. It is configured by the very function the
 runtime uses, :func:`config.celery_config.celery_config` over ``Settings()`` (msgpack, acks_late,
-reject on worker lost, prefetch 1, task events, same broker transport options), so the only
-difference from our workers is what a task does: here nothing but publishing the next hop.
+reject on worker lost, prefetch 1, task events, same broker transport options), minus the
+settings that plug the project's own classes into Celery (:func:`stock_config`: e.g. a custom
+consumer or broker transport). Those are part of what is measured, so the baseline runs stock
+Celery and kombu: the limit set by Celery and Redis themselves. Otherwise the only difference
+from our workers is what a task does: here nothing but publishing the next hop.
 
 A workflow is a list of stages ``(queue group, width)``, the same hops our system executes
 (checked by the distributed part, which counts the executions per workflow of both):
@@ -45,10 +48,32 @@ SHAPES: dict[str, list[tuple[str, int]]] = {
     "fanout": [("orch", 1), ("svc", 10), ("orch", 10)],
 }
 
+#: Top-level packages of the project: a Celery setting naming a class in them is not stock Celery.
+PROJECT_PACKAGES = frozenset({"tasks", "config", "orchestrator", "examples"})
+
+
+def stock_config(settings: Settings) -> tuple[dict[str, Any], list[str]]:
+    """The runtime's Celery config without the settings that name project classes, and their names."""
+    config = celery_config(settings)
+    stripped = sorted(
+        name for name, value in config.items()
+        if isinstance(value, str) and value.split(":")[0].split(".")[0] in PROJECT_PACKAGES
+    )
+    for name in stripped:
+        del config[name]
+    return config, stripped
+
+
+def make_app(settings: Settings) -> Celery:
+    """A stock Celery app with the runtime's configuration (see :func:`stock_config`)."""
+    raw = Celery("bench-raw", set_as_current=False)
+    raw.conf.update(stock_config(settings)[0])
+    return raw
+
+
 probe.install()
 
-app = Celery("bench-raw", set_as_current=False)
-app.conf.update(celery_config(Settings()))
+app = make_app(Settings())
 
 _client: list[redis.Redis] = []
 
@@ -81,6 +106,6 @@ def hop(workflow: str, shape: str, stage: int) -> None:
             hop.apply_async((workflow, shape, stage + 1), queue=QUEUES[group], producer=producer)
 
 
-def start(workflow: str, shape: str) -> Any:
-    """Publish the first hop of a raw workflow (from the benchmark's publisher)."""
-    return hop.apply_async((workflow, shape, 0), queue=QUEUES[SHAPES[shape][0][0]])
+def start(publisher: Celery, workflow: str, shape: str) -> Any:
+    """Publish the first hop of a raw workflow through ``publisher`` (a :func:`make_app` app)."""
+    return publisher.send_task(HOP_TASK, args=(workflow, shape, 0), queue=QUEUES[SHAPES[shape][0][0]])
