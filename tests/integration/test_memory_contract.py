@@ -341,16 +341,29 @@ def test_a_lease_can_be_released_by_another_instance(redis_client: redis.Redis) 
     assert first.lock(SUBJECT) is not None
 
 
+def _keeper_threads() -> int:
+    return sum(1 for thread in threading.enumerate() if thread.name == "orch-lease-keeper")
+
+
 def test_auto_renewal_keeps_the_lease_and_stops_on_unlock(redis_client: redis.Redis) -> None:
     memory = make_redis_memory(redis_client, lock_expire_s=1, auto_renewal=True)
-    threads_before = threading.active_count()
+    threads_before = _keeper_threads()
     lease = memory.lock(SUBJECT)
     assert lease is not None
     time.sleep(1.6)  # beyond the 1 s expiry: only renewal keeps it
     assert memory.lock(SUBJECT) is None
     assert memory.write(SUBJECT, {"x": 1}, prev_version=0, lease=lease) == 1
     assert memory.unlock(lease) is True
-    assert threading.active_count() == threads_before
+    # One keeper thread per memory, however many leases: no thread per acquisition.
+    for index in range(20):
+        extra = memory.lock(f"{SUBJECT}-{index}")
+        assert extra is not None
+        memory.unlock(extra)
+    assert _keeper_threads() == threads_before + 1
+    # After unlock the lease is no longer renewed: a re-created key of the same token expires.
+    redis_client.set(keys.lock_key(SUBJECT), lease.token, ex=1)
+    time.sleep(1.5)
+    assert redis_client.exists(keys.lock_key(SUBJECT)) == 0
 
 
 def test_renewal_of_a_lost_lease_stops_quietly(
@@ -358,14 +371,13 @@ def test_renewal_of_a_lost_lease_stops_quietly(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tasks.redis_memory")
     memory = make_redis_memory(redis_client, lock_expire_s=1, auto_renewal=True)
-    threads_before = threading.active_count()
     lease = memory.lock(SUBJECT)
     assert lease is not None
     redis_client.delete(keys.lock_key(SUBJECT))  # lost: e.g. expired during a long pause
-    time.sleep(1.0)  # the renewer tries (at 2/3 s), gets NotAcquired, and exits
-    assert threading.active_count() == threads_before
+    time.sleep(1.0)  # the keeper tries (every 1/3 s), gets NotAcquired, and drops the lease
     assert "was lost; renewal stopped" in caplog.text
     assert memory.unlock(lease) is False
+    assert redis_client.exists(keys.lock_key(SUBJECT)) == 0  # never re-created by renewal
 
 
 def test_unreachable_redis_maps_to_retryable_transaction_violations() -> None:
