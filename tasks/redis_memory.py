@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -63,7 +63,9 @@ FAILURE_EXECUTION_STATUS = "failure"
 
 @cache
 def _script_source(name: str) -> str:
-    return resources.files("tasks").joinpath(name).read_text(encoding="utf-8")
+    # Next to this module in every install mode (package data in a wheel, the source tree in an
+    # editable install); importlib.resources trips over editable namespace mappings.
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")
 
 
 def _write_script_source() -> str:
