@@ -206,7 +206,7 @@ def run(increment: int, fanout: int) -> dict[str, Any]:
         for kind, count in (("increment", increment), ("fanout", fanout)):
             results[kind] = measure(kind, count, redis_url)
             print(f"  redis-cost {kind}: {results[kind]['round_trips_per_step']} round trips per step", flush=True)
-        # The same with the lease renewal thread off: what the thread costs per step.
+        # The same with lease renewal off: what renewing held leases costs per step.
         results[NO_RENEWAL] = measure("increment", increment, redis_url, lock_auto_renewal=False)
     results["load_average"] = common.load_average()
     results["machine"] = facts
@@ -238,8 +238,8 @@ def markdown(data: dict[str, Any]) -> str:
     commands = ", ".join(f"{name} {value:g}" for name, value in data["increment"]["server_commands_by_name_per_step"].items())
     notes = (f"Round trips counted client-side (`send_packed_command` calls: one per command, pipeline or EVALSHA). "
              f"Server commands per increment step (commandstats, Lua-internal calls included): {commands}.")
-    renewal = ("The first two rows use the Settings defaults (lease renewal thread on, as deployed); the last row "
-               "turns `lock_auto_renewal` off to show what starting and joining that thread costs per step.")
+    renewal = ("The first two rows use the Settings defaults (lease renewal on, as deployed: one keeper thread "
+               "per process); the last row turns `lock_auto_renewal` off to show what renewal costs per step.")
     return f"{head}{body}\n\n{split}\n\n{notes} {renewal}\n\n{common.machine_line(data['machine'])}\n"
 
 
