@@ -118,13 +118,17 @@ class LocalBroker:
         """Publish an orchestrator init event and return what reaches its initiator.
 
         Returns the completion (``<type>.done``) or system error (``sys.<type>.error``) event of
-        the workflow started by ``init_event``, or None when the workflow did not finish (it
-        waits on another domain, or a handler raised a violation: see :attr:`errors`).
+        the workflow started by ``init_event`` (taken out of :attr:`undelivered`), or None when
+        the workflow did not finish (it waits on another domain, or a handler raised a
+        violation: see :attr:`errors`).
         """
         terminal = {f"{init_event.type}.done", f"sys.{init_event.type}.error"}
         start = len(self.undelivered)
         self.publish(init_event)
-        for event in self.undelivered[start:]:
+        for index in range(start, len(self.undelivered)):
+            event = self.undelivered[index]
             if event.type in terminal and event.subject == init_event.subject:
+                # Returned to the caller is delivered: a long embedded run must not keep it.
+                del self.undelivered[index]
                 return event
         return None

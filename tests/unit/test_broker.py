@@ -174,7 +174,8 @@ def test_run_returns_the_completion_and_every_event_flows() -> None:
     assert done.type == "arvo.orc.inc.done"
     assert done.data == {"success": True, "error": [], "final": 10}
     assert done.to == CLIENT
-    assert broker.undelivered == [done]
+    assert broker.undelivered == []  # returned to the caller: taken out of undelivered
+    assert broker.history[-1] == done
     assert [e.type for e in broker.history] == [
         "arvo.orc.inc",
         "com.value.read",
