@@ -16,6 +16,9 @@ from config.settings import Settings, parse_redis_url
 #: accepted: a pickle body would let whoever can write to the broker run code in the worker.
 ACCEPT_CONTENT = ("msgpack", "json")
 
+#: The broker transport for ``redis://`` and ``rediss://`` brokers (see :mod:`tasks.transport`).
+RELIABLE_REDIS_TRANSPORT = "tasks.transport:Transport"
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Build the Celery configuration of a deployment.
@@ -45,7 +48,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
-        "broker_transport_options": dict(transport_options),
+        "broker_transport_options": {
+            **transport_options,
+            # Where tasks.transport dead-letters queue items that are not kombu envelopes.
+            "dead_letter_stream": settings.dead_letter_stream,
+            "dead_letter_maxlen": settings.stream_maxlen,
+        },
         "broker_connection_retry_on_startup": True,
         # msgpack on the wire; json still accepted (hand-written messages, other clients).
         "task_serializer": "msgpack",
@@ -71,6 +79,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Messages Celery refuses before any task runs (pickle, undecodable) go to the dead letters.
         "worker_consumer": "tasks.consumer:DeadLetteringConsumer",
     }
+    if settings.broker.scheme in ("redis", "rediss"):
+        # kombu's Redis transport loses a message whose consumer is SIGKILLed between BRPOP and
+        # its unacked bookkeeping, and a worker exits on a queue item that is not an envelope;
+        # this subclass reserves atomically and dead-letters such items (see its docstring).
+        config["broker_transport"] = RELIABLE_REDIS_TRANSPORT
     if settings.broker.tls and "ssl_cert_reqs" not in settings.broker.query:
         # kombu refuses rediss:// without an explicit certificate policy; verify by default.
         config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
