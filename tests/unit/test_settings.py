@@ -163,7 +163,10 @@ def test_celery_config_delivers_at_least_once_and_stores_no_results() -> None:
         "visibility_timeout": 120,
         "unacked_restore_interval": 3,
         "unacked_restore_throttle": 2,
+        "dead_letter_stream": settings.dead_letter_stream,
+        "dead_letter_maxlen": settings.stream_maxlen,
     }
+    assert config["broker_transport"] == "tasks.transport:Transport"  # reserves atomically
 
 
 def test_celery_config_is_a_fresh_dict_each_time() -> None:
