@@ -122,7 +122,7 @@ def _require_destination(app: Celery, to: str) -> None:
 
 
 def _describe(value: Any) -> str:
-    fields = {name: _field(value, name) for name in ("type", "id", "to")}
+    fields = {name: _field(value, name) for name in ("type", "id", "to", "subject")}
     if not any(fields.values()):
         return "(not an event)"
     return "event(" + ", ".join(f"{name}={fields[name]!r}" for name in fields) + ")"
