@@ -394,46 +394,25 @@ class ArvoOrchestrator:
             if contract is not None and contract.is_orchestrator and not completion:
                 subject = self._child_subject(item, contract, domain)
             event_id = item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}"))
-            if derived and domain is None and isinstance(event_id, str):
-                built.append(
-                    assemble_event(
-                        id=event_id,
-                        source=self.source,
-                        type=item.type,
-                        subject=subject,
-                        data=item.data,
-                        dataschema=dataschema,
-                        to=item.to or item.type,
-                        accesscontrol=event.accesscontrol,
-                        redirectto=self.source,
-                        executionunits=self.executionunits,
-                        parentid=parentid,
-                        traceparent=step.headers.traceparent,
-                        tracestate=step.headers.tracestate,
-                    )
-                )
-                continue
-            built.append(
-                create_arvo_event(
-                    id=event_id,
-                    source=self.source,
-                    type=item.type,
-                    subject=subject,
-                    data=item.data,
-                    dataschema=dataschema,
-                    to=item.to or item.type,
-                    accesscontrol=item.accesscontrol or event.accesscontrol,
-                    redirectto=item.redirectto or self.source,
-                    executionunits=item.executionunits
-                    if item.executionunits is not None
-                    else self.executionunits,
-                    parentid=parentid,
-                    domain=domain,
-                    traceparent=step.headers.traceparent,
-                    tracestate=step.headers.tracestate,
-                    extensions=item.extensions,
-                )
-            )
+            fields: dict[str, Any] = {
+                "id": event_id,
+                "source": self.source,
+                "type": item.type,
+                "subject": subject,
+                "data": item.data,
+                "dataschema": dataschema,
+                "to": item.to or item.type,
+                "accesscontrol": item.accesscontrol or event.accesscontrol,
+                "redirectto": item.redirectto or self.source,
+                "executionunits": self.executionunits if item.executionunits is None else item.executionunits,
+                "parentid": parentid,
+                "traceparent": step.headers.traceparent,
+                "tracestate": step.headers.tracestate,
+            }
+            if derived and domain is None:
+                built.append(assemble_event(**fields))
+            else:
+                built.append(create_arvo_event(**fields, domain=domain, extensions=item.extensions))
         return built
 
     def _child_subject(self, item: EmittedEvent, contract: VersionedArvoContract, domain: str | None) -> str:
