@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -48,6 +48,8 @@ from orchestrator.subject import OrchestrationSubject, SubjectContent
 from orchestrator.telemetry import TraceHeaders, execution_span
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Version of the persisted record layout.
 RECORD_SCHEMA_VERSION = 1
@@ -205,17 +207,21 @@ class ArvoOrchestrator:
             except Exception:  # unlock is best effort; the lease expires on its own
                 logger.warning("unlock failed for subject %s", event.subject, exc_info=True)
 
-    def _lock(self, event: ArvoEvent) -> Lease:
+    def _transaction(self, cause: TransactionCause, doing: str, event: ArvoEvent, call: Callable[[], T]) -> T:
+        """Run a memory call; any failure but a TransactionViolation becomes one (spec 7.3)."""
         try:
-            lease = self.memory.lock(event.subject)
+            return call()
         except TransactionViolation:
             raise
         except Exception as error:
             raise TransactionViolation(
-                TransactionCause.LOCK_FAILURE,
-                f"Error acquiring lock for event (subject={event.subject}): {error}",
-                {"event_id": event.id},
+                cause, f"Error {doing} for event (subject={event.subject}): {error}", {"event_id": event.id}
             ) from error
+
+    def _lock(self, event: ArvoEvent) -> Lease:
+        lease = self._transaction(
+            TransactionCause.LOCK_FAILURE, "acquiring lock", event, lambda: self.memory.lock(event.subject)
+        )
         if lease is None:
             raise TransactionViolation(
                 TransactionCause.LOCK_UNACQUIRED,
@@ -225,16 +231,12 @@ class ArvoOrchestrator:
         return lease
 
     def _read(self, event: ArvoEvent) -> ReadResult:
-        try:
-            return self.memory.read(event.subject, event.id)
-        except TransactionViolation:
-            raise
-        except Exception as error:
-            raise TransactionViolation(
-                TransactionCause.READ_FAILURE,
-                f"Error reading state for event (subject={event.subject}): {error}",
-                {"event_id": event.id},
-            ) from error
+        return self._transaction(
+            TransactionCause.READ_FAILURE,
+            "reading state",
+            event,
+            lambda: self.memory.read(event.subject, event.id),
+        )
 
     def _locked_step(self, step: _Step) -> StepResult:
         event = step.event
@@ -497,24 +499,21 @@ class ArvoOrchestrator:
 
     def _write(self, step: _Step, record: dict[str, Any], emitted: list[ArvoEvent]) -> None:
         event = step.event
-        assert step.read is not None
-        try:
-            self.memory.write(
+        read = step.read
+        assert read is not None
+        self._transaction(
+            TransactionCause.WRITE_FAILURE,
+            "writing state",
+            event,
+            lambda: self.memory.write(
                 event.subject,
                 record,
-                prev_version=step.read.version,
+                prev_version=read.version,
                 lease=step.lease,
                 event_id=event.id,
                 outbox=record["events"]["produced"] if emitted else None,
-            )
-        except TransactionViolation:
-            raise
-        except Exception as error:
-            raise TransactionViolation(
-                TransactionCause.WRITE_FAILURE,
-                f"Error writing state for event (subject={event.subject}): {error}",
-                {"event_id": event.id},
-            ) from error
+            ),
+        )
 
     def _fail(self, step: _Step, error: Exception) -> StepResult:
         """User code failed: keep the last good state, record the error, answer with errors."""
