@@ -3,7 +3,8 @@
 Celery's consumer acknowledges or rejects, with only a log line, a message it cannot decode
 (``on_decode_error``), one whose content type is not accepted (a pickle message:
 ``ContentDisallowed`` → ``on_invalid_task``), one with no task header (``on_unknown_message``) and
-one naming an unknown task (``on_unknown_task``). Losing hostile or broken input silently is
+one naming an unknown task (``on_unknown_task``), and one nested too deep to be handed to a
+pool process (:class:`DeadLetteringConsumer`). Losing hostile or broken input silently is
 exactly what this project promises not to do, so each of these is also written to the
 dead-letter store with its headers, content type and (truncated) raw body, never decoded.
 """
@@ -16,13 +17,20 @@ from typing import Any
 
 from celery import signals
 from celery.worker.consumer import Consumer
+from kombu.exceptions import ContentDisallowed
 
+from orchestrator.errors import DecodeError
 from tasks.streams import DeadLetterStore
 
 logger = logging.getLogger(__name__)
 
 #: Bytes of a refused body kept in the dead-letter store.
 BODY_KEPT = 4096
+
+#: Deepest nesting of lists/objects accepted in a task message body (the event data sits 3
+#: levels below the top). Far above any real event, far below what the worker can carry:
+#: pickling to a prefork child fails from ~450 levels, msgpack refuses more than 511.
+MAX_MESSAGE_NESTING = 128
 
 _stores: dict[int, DeadLetterStore] = {}
 _mutex = threading.Lock()
@@ -69,12 +77,60 @@ def dead_letter_message(app: Any, reason: str, message: Any, error: BaseExceptio
         logger.exception("could not dead-letter a refused message (%s)", reason)
 
 
+def nesting_depth(value: Any, limit: int) -> int:
+    """Depth of nested lists/dicts in ``value``, counted without recursion up to ``limit`` + 1."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | tuple))
+    return deepest
+
+
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
-    """Celery's consumer, plus a dead letter for every message that fails to decode."""
+    """Celery's consumer, plus a dead letter for every message that fails to decode or nests too deep.
+
+    Celery decodes a task's body in the worker's main process and pickles the arguments to send
+    them to a prefork child. A body nested a few hundred levels deep decodes fine but makes that
+    pickling raise ``RecursionError`` inside the consumer, which stops the whole worker, and the
+    restored message then stops the next one (found by tests/e2e/faults/test_hostile_input.py).
+    Bodies nested deeper than :data:`MAX_MESSAGE_NESTING` are therefore dead-lettered
+    (``too-deep``) before Celery handles them.
+    """
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
         dead_letter_message(self.app, "undecodable-message", message, exc)
         super().on_decode_error(message, exc)
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
+        handle = super().create_task_handler(*args, **kwargs)
+
+        def on_task_received(message: Any) -> Any:
+            if isinstance(getattr(message, "headers", None), dict) and "task" in message.headers:
+                try:
+                    payload = message.payload  # decoded once: kombu caches it for Celery
+                except ContentDisallowed:
+                    return handle(message)  # refused by Celery itself, dead-lettered on task_rejected
+                except Exception as exc:
+                    return self.on_decode_error(message, exc)
+                depth = nesting_depth(payload, MAX_MESSAGE_NESTING)
+                if depth > MAX_MESSAGE_NESTING:
+                    error = DecodeError(f"message body nested deeper than {MAX_MESSAGE_NESTING} levels")
+                    dead_letter_message(self.app, "too-deep", message, error)
+                    message.ack()
+                    return None
+            return handle(message)
+
+        return on_task_received
 
 
 def connect_refusal_signals(app: Any) -> None:
