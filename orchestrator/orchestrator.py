@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from orchestrator.contract import VersionedArvoContract, create_arvo_error, parse_dataschema
-from orchestrator.domain import ArvoDomain, resolve_domains
+from orchestrator.contract import parse_dataschema
+from orchestrator.emittable import EmittableBuilder, Step
 from orchestrator.engine import ExecutionResult, MachineExecutionEngine
 from orchestrator.errors import (
     ConfigViolation,
@@ -40,11 +39,11 @@ from orchestrator.errors import (
     TransactionViolation,
     ViolationError,
 )
-from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
-from orchestrator.machine import ArvoMachine, EmittedEvent
+from orchestrator.event import ArvoEvent
+from orchestrator.machine import ArvoMachine
 from orchestrator.memory.base import Lease, MachineMemory, ReadResult
 from orchestrator.registry import MachineRegistry
-from orchestrator.subject import OrchestrationSubject, SubjectContent
+from orchestrator.subject import OrchestrationSubject
 from orchestrator.telemetry import TraceHeaders, execution_span
 
 logger = logging.getLogger(__name__)
@@ -53,14 +52,6 @@ T = TypeVar("T")
 
 #: Version of the persisted record layout.
 RECORD_SCHEMA_VERSION = 1
-#: Namespace of the deterministic ids of emitted events.
-EMIT_ID_NAMESPACE = uuid.UUID("0b4e5a3c-2f61-4d8e-b1a7-6c9d0e3f2a58")
-
-DEFAULT_DOMAINS: Mapping[str, tuple[str | None, ...]] = {
-    "services": (ArvoDomain.LOCAL,),
-    "complete": (ArvoDomain.ORCHESTRATION_CONTEXT,),
-    "system_error": (ArvoDomain.ORCHESTRATION_CONTEXT,),
-}
 
 
 class StepOutcome(StrEnum):
@@ -87,22 +78,6 @@ class StepResult:
     reason: str | None = None
 
 
-@dataclass(slots=True)
-class _Step:
-    """State gathered while processing one event."""
-
-    event: ArvoEvent
-    subject: SubjectContent
-    headers: TraceHeaders
-    read: ReadResult | None = None
-    lease: Lease | None = None
-    parent_subject: str | None = None
-    init_event_id: str | None = None
-    machine: type[ArvoMachine] | None = None
-    emitted_index: int = 0
-    produced: list[ArvoEvent] = field(default_factory=list)
-
-
 class ArvoOrchestrator:
     """Runs statechart machines that share one orchestrator contract, one version each."""
 
@@ -118,12 +93,11 @@ class ArvoOrchestrator:
         self.memory = memory
         self.executionunits = executionunits
         self.source = self.registry.source
-        self._domains = {**DEFAULT_DOMAINS, **(default_domains or {})}
         self._engine = engine or MachineExecutionEngine()
         latest_contract = self.registry.latest.contract
         assert latest_contract is not None
-        self._latest_contract: VersionedArvoContract = latest_contract
         self.system_error_type = latest_contract.system_error.type
+        self._emit = EmittableBuilder(self.source, executionunits, default_domains, latest_contract)
         #: Counts of ignored events by reason (Arvo drops them with only a log line).
         self.ignored: Counter[str] = Counter()
 
@@ -191,7 +165,7 @@ class ArvoOrchestrator:
             ) from None
         if subject.orchestrator.name != self.source:
             return self._ignore("foreign-subject", event)
-        step = _Step(event=event, subject=subject, headers=headers)
+        step = Step(event=event, subject=subject, headers=headers)
         step.lease = self._lock(event)
         settle: str | None = None
         try:
@@ -238,7 +212,7 @@ class ArvoOrchestrator:
             lambda: self.memory.read(event.subject, event.id),
         )
 
-    def _locked_step(self, step: _Step) -> StepResult:
+    def _locked_step(self, step: Step) -> StepResult:
         event = step.event
         read = step.read = self._read(event)
         if read.consumed:
@@ -259,13 +233,15 @@ class ArvoOrchestrator:
         else:
             step.parent_subject = record.get("parentSubject")
             step.init_event_id = record.get("initEventId")
-        step.machine = self.registry.resolve(step.subject.orchestrator.name, step.subject.orchestrator.version)
+        step.machine = self.registry.resolve(
+            step.subject.orchestrator.name, step.subject.orchestrator.version
+        )
         data = self._validate_input(step.machine, event)
         try:
             result = self._engine.execute(
                 step.machine, event, record["state"] if record is not None else None, data
             )
-            emitted = self._emittables(step, result)
+            emitted = self._emit.step_events(step, result)
         except ViolationError:
             raise
         except Exception as error:
@@ -315,172 +291,9 @@ class ArvoOrchestrator:
                 f"Input validation failed - Event data does not meet contract requirements: {error}"
             ) from None
 
-    # -- building events ------------------------------------------------------------------------
-
-    def _emittables(self, step: _Step, result: ExecutionResult) -> list[ArvoEvent]:
-        events: list[ArvoEvent] = []
-        for item in result.emitted:
-            events.extend(self._build(step, item, self._domains["services"]))
-        if result.output is not None:
-            events.extend(self._completion(step, result.output))
-        return events
-
-    def _completion(self, step: _Step, output: dict[str, Any]) -> list[ArvoEvent]:
-        contract = step.machine.contract if step.machine is not None else None
-        assert contract is not None
-        assert contract.complete_type is not None
-        meta_id = output.pop("__id", None)
-        meta_units = output.pop("__executionunits", None)
-        meta_domain = output.pop("__domain", None)
-        if isinstance(meta_domain, str):  # iterating it would make one event per letter
-            raise ContractViolation(
-                f"The output '__domain' must be a list of domains, got the string {meta_domain!r}"
-            )
-        schema = contract.emits[contract.complete_type]
-        try:
-            data = schema.model_validate(output).model_dump(mode="json", by_alias=True)
-        except ValidationError as error:
-            raise ContractViolation(
-                "[Emittable Event Creation] Invalid event data: Schema validation failed.\n"
-                f"Event type: {contract.complete_type}\nDetails: {error}"
-            ) from None
-        item = EmittedEvent(
-            type=contract.complete_type,
-            data=data,
-            contract=contract,
-            to=step.subject.meta.get("redirectto") or step.subject.execution.initiator,
-            executionunits=meta_units,
-            id=meta_id,
-            domain=tuple(meta_domain) if meta_domain else None,
-        )
-        return self._build(step, item, self._domains["complete"], completion=True)
-
-    def _build(
-        self,
-        step: _Step,
-        item: EmittedEvent,
-        default_domains: tuple[str | None, ...],
-        completion: bool = False,
-    ) -> list[ArvoEvent]:
-        event = step.event
-        index = step.emitted_index
-        step.emitted_index += 1
-        contract = item.contract
-        self_contract = step.machine.contract if step.machine is not None else None
-        domains = resolve_domains(
-            item.domain or default_domains,
-            parent_subject=step.parent_subject,
-            current_subject=event.subject,
-            self_contract_domain=self_contract.domain if self_contract else None,
-            event_contract_domain=contract.domain if contract else None,
-            triggering_event_domain=event.domain,
-        )
-        subject = event.subject
-        parentid = event.id
-        if completion:
-            subject = step.parent_subject or event.subject
-            parentid = step.init_event_id or event.id
-        dataschema = contract.dataschema if contract is not None else item.dataschema
-        built = []
-        # Nothing user-supplied in the routing fields: assemble from validated parts (fast path).
-        derived = (
-            item.id is None
-            and item.redirectto is None
-            and item.accesscontrol is None
-            and item.extensions is None
-            and item.executionunits is None
-            and (completion or item.to is None)
-            and contract is not None
-        )
-        for domain in domains:
-            if contract is not None and contract.is_orchestrator and not completion:
-                subject = self._child_subject(item, contract, domain)
-            event_id = item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}"))
-            fields: dict[str, Any] = {
-                "id": event_id,
-                "source": self.source,
-                "type": item.type,
-                "subject": subject,
-                "data": item.data,
-                "dataschema": dataschema,
-                "to": item.to or item.type,
-                "accesscontrol": item.accesscontrol or event.accesscontrol,
-                "redirectto": item.redirectto or self.source,
-                "executionunits": self.executionunits if item.executionunits is None else item.executionunits,
-                "parentid": parentid,
-                "traceparent": step.headers.traceparent,
-                "tracestate": step.headers.tracestate,
-            }
-            if derived and domain is None:
-                built.append(assemble_event(**fields))
-            else:
-                built.append(create_arvo_event(**fields, domain=domain, extensions=item.extensions))
-        return built
-
-    def _child_subject(self, item: EmittedEvent, contract: VersionedArvoContract, domain: str | None) -> str:
-        parent = item.data.get("parentSubject$$")
-        meta = {"redirectto": item.redirectto or self.source}
-        if parent is not None and not OrchestrationSubject.is_valid(parent):
-            raise ExecutionViolation(
-                f"[Emittable Event Creation] Invalid parentSubject$$ for the event(type='{item.type}', "
-                f"uri='{contract.uri}'). It must be follow the ArvoOrchestrationSubject schema. The "
-                "easiest way is to use the current orchestration subject by storing the subject via "
-                "the context block in the machine definition."
-            )
-        try:
-            if parent is not None:
-                return OrchestrationSubject.from_parent(
-                    orchestrator=contract.accepts.type,
-                    version=contract.version,
-                    subject=parent,
-                    domain=domain,
-                    meta=meta,
-                )
-            return OrchestrationSubject.new(
-                orchestrator=contract.accepts.type,
-                version=contract.version,
-                initiator=self.source,
-                domain=domain,
-                meta=meta,
-            )
-        except ValueError as error:
-            raise ExecutionViolation(
-                f"[Emittable Event Creation] Orchestration subject creation failed: {error}"
-            ) from None
-
-    def _system_errors(self, step: _Step, error: BaseException) -> list[ArvoEvent]:
-        event = step.event
-        contract = (step.machine.contract if step.machine is not None else None) or self._latest_contract
-        domains = resolve_domains(
-            self._domains["system_error"],
-            parent_subject=step.parent_subject,
-            current_subject=event.subject,
-            self_contract_domain=contract.domain,
-            event_contract_domain=contract.domain,
-            triggering_event_domain=event.domain,
-        )
-        return [
-            create_arvo_event(
-                id=str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|error|{domain or ''}")),
-                source=self.source,
-                type=self.system_error_type,
-                subject=step.parent_subject or event.subject,
-                data=create_arvo_error(error),
-                dataschema=contract.system_error.dataschema,
-                to=step.subject.meta.get("redirectto") or step.subject.execution.initiator,
-                accesscontrol=event.accesscontrol,
-                executionunits=self.executionunits,
-                parentid=step.init_event_id or event.id,
-                domain=domain,
-                traceparent=step.headers.traceparent,
-                tracestate=step.headers.tracestate,
-            )
-            for domain in domains
-        ]
-
     # -- persistence ----------------------------------------------------------------------------
 
-    def _record(self, step: _Step, result: ExecutionResult, emitted: list[ArvoEvent]) -> dict[str, Any]:
+    def _record(self, step: Step, result: ExecutionResult, emitted: list[ArvoEvent]) -> dict[str, Any]:
         machine = step.machine
         assert machine is not None
         return {
@@ -497,7 +310,7 @@ class ArvoOrchestrator:
             "error": None,
         }
 
-    def _write(self, step: _Step, record: dict[str, Any], emitted: list[ArvoEvent]) -> None:
+    def _write(self, step: Step, record: dict[str, Any], emitted: list[ArvoEvent]) -> None:
         event = step.event
         read = step.read
         assert read is not None
@@ -515,9 +328,9 @@ class ArvoOrchestrator:
             ),
         )
 
-    def _fail(self, step: _Step, error: Exception) -> StepResult:
+    def _fail(self, step: Step, error: Exception) -> StepResult:
         """User code failed: keep the last good state, record the error, answer with errors."""
-        events = self._system_errors(step, error)
+        events = self._emit.system_errors(step, error)
         assert step.read is not None
         previous = step.read.record or {
             "schemaVersion": RECORD_SCHEMA_VERSION,
