@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from orchestrator import event as event_module
+from orchestrator import _event_rules as event_rules
 from orchestrator._validation import DOMAIN_RE, EXTENSION_NAME_RE, TYPE_RE, is_valid_uri
 from orchestrator.errors import DecodeError
 from orchestrator.event import (
@@ -627,4 +627,4 @@ def test_decode_event_on_mutated_json_raises_only_decode_error(value: dict[Any, 
 @PROPERTY
 @given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("%20%C3%A9%2F"), max_size=30))
 def test_fast_uri_check_agrees_with_the_reference_rule(value: str) -> None:
-    assert event_module._uri_ok(value) == is_valid_uri(value)
+    assert event_rules._uri_ok(value) == is_valid_uri(value)
