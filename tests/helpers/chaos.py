@@ -177,6 +177,40 @@ def publish(
             time.sleep(0.2)
 
 
+def publish_raw(
+    app: Celery,
+    queue: str,
+    body: bytes | str,
+    content_type: str,
+    *,
+    task_id: str | None = None,
+    task: str = EXECUTE_TASK,
+) -> None:
+    """Publish ``body`` as is (never serialized by the client) to ``queue``.
+
+    With ``task_id``, the message carries Celery protocol 2 task headers for ``task``;
+    without, it carries no headers at all.
+    """
+    from kombu import Exchange, Queue  # type: ignore[attr-defined]
+
+    headers: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    if task_id is not None:
+        headers, properties, _, _ = app.amqp.as_task_v2(task_id, task, args=(), kwargs={})
+    declaration = Queue(queue, Exchange(queue), routing_key=queue)  # type: ignore[no-untyped-call]
+    with app.connection_for_write() as connection:
+        connection.Producer().publish(
+            body,
+            exchange=declaration.exchange,
+            routing_key=queue,
+            content_type=content_type,
+            content_encoding="utf-8" if isinstance(body, str) else "binary",
+            headers=headers,
+            declare=[declaration],
+            **properties,
+        )
+
+
 class Publisher:
     """Publishes workflows from a thread at a steady rate, so faults land mid-flight.
 
