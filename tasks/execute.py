@@ -24,6 +24,7 @@ from orchestrator.errors import ConfigViolation
 from orchestrator.event import ArvoEvent
 from tasks.consumer import connect_refusal_signals
 from tasks.runtime import EXECUTE_TASK, RetryLater, Runtime
+from tasks.startup import connect_startup_check
 from tasks.tracing import configure_tracing, flush_tracing
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ def register(app: Celery, settings: Settings) -> None:
 
     _connect_tracing(app, settings)
     connect_refusal_signals(app)
+    connect_startup_check(app, settings)
 
     @app.task(name=PING_TASK, shared=False)
     def ping() -> str:
