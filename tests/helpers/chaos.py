@@ -484,7 +484,11 @@ class Cluster:
         env: Mapping[str, str] | None = None,
         loglevel: str = "INFO",
     ) -> WorkerProcess:
-        """Start one more worker and wait until it is ready."""
+        """Start one more worker and wait until it is ready.
+
+        Readiness is Celery's ``ready.`` log line at INFO; at a quieter ``loglevel`` (long runs,
+        where INFO writes two lines per task) it is a control ping answered by the worker.
+        """
         self._count += 1
         worker = start_worker(
             self.directory,
@@ -494,9 +498,20 @@ class Cluster:
             pool=pool,
             name=f"{name}{self._count}",
             loglevel=loglevel,
+            wait=loglevel == "INFO",
         )
         self.workers.append(worker)
+        if loglevel != "INFO":
+            self._wait_pong(worker)
         return worker
+
+    def _wait_pong(self, worker: WorkerProcess, timeout: float = 60.0) -> None:
+        app = self._apps[0] if self._apps else self.app()
+        deadline = time.monotonic() + timeout
+        while not app.control.ping(destination=[worker.hostname], timeout=0.5):
+            if not worker.running or time.monotonic() > deadline:
+                worker.kill()
+                raise RuntimeError(f"worker {worker.hostname} did not start:\n{worker.log_tail()}")
 
     def replace(self, old: WorkerProcess, *, concurrency: int = 1, pool: str = "prefork") -> WorkerProcess:
         """Start a worker like ``old`` (same queues and environment) in its place."""
