@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     """Cap of the jittered exponential backoff."""
     retry_max: int = Field(default=50, ge=0)
     """Retries of a transaction failure before the event is dead-lettered."""
+    max_redeliveries: int = Field(default=5, ge=1)
+    """Redeliveries of one message (its worker process died holding it) before it is dead-lettered
+    as ``poison-message`` instead of being run again: a message that kills every process that
+    runs it would otherwise loop forever (``task_reject_on_worker_lost`` requeues it each time)."""
 
     # -- retention and streams -------------------------------------------------------------
     record_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)

@@ -15,6 +15,7 @@ import logging
 import threading
 from typing import Any
 
+import redis
 from celery import signals
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
@@ -33,17 +34,28 @@ BODY_KEPT = 4096
 MAX_MESSAGE_NESTING = 128
 
 _stores: dict[int, DeadLetterStore] = {}
+_clients: dict[int, redis.Redis] = {}
 _mutex = threading.Lock()
 
 
+def _client(app: Any) -> redis.Redis:
+    """The state-Redis client of ``app``'s consumer (one per app and process)."""
+    with _mutex:
+        client = _clients.get(id(app))
+        if client is None:
+            from tasks.connections import redis_client
+
+            client = _clients[id(app)] = redis_client(app.orch_settings)
+        return client
+
+
 def _store(app: Any) -> DeadLetterStore:
+    client = _client(app)
     with _mutex:
         store = _stores.get(id(app))
         if store is None:
-            from tasks.connections import redis_client
-
             settings = app.orch_settings
-            store = DeadLetterStore(redis_client(settings), settings.dead_letter_stream, settings.stream_maxlen)
+            store = DeadLetterStore(client, settings.dead_letter_stream, settings.stream_maxlen)
             _stores[id(app)] = store
         return store
 
@@ -96,6 +108,38 @@ def nesting_depth(value: Any, limit: int) -> int:
     return deepest
 
 
+#: Seconds a redelivery counter is kept after its last increment.
+ATTEMPTS_TTL_S = 24 * 3600
+
+
+def _is_poison(app: Any, message: Any) -> bool:
+    """Count a *redelivered* message; True once it came back more than ``max_redeliveries`` times.
+
+    A message is redelivered when the process holding it died (the pool process, with
+    ``task_reject_on_worker_lost``, or the whole worker, via the visibility timeout): kombu marks
+    it ``redelivered``. First deliveries cost nothing. The counter is keyed by task id and retry
+    number (a Celery retry is a new message with the same id), and kept for a day. If Redis
+    cannot be reached the message is let through: a crash loop is bounded by the next check.
+    """
+    info = getattr(message, "delivery_info", None) or {}
+    headers = message.headers
+    if not (info.get("redelivered") or headers.get("redelivered")):
+        return False
+    from tasks import keys
+
+    key = keys.attempts(f"{headers.get('id')}:{headers.get('retries') or 0}")
+    try:
+        pipe = _client(app).pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, ATTEMPTS_TTL_S)
+        count, _ = pipe.execute()
+    except Exception:
+        logger.warning("could not count the redeliveries of task %s", headers.get("id"), exc_info=True)
+        return False
+    limit: int = app.orch_settings.max_redeliveries
+    return int(count) > limit
+
+
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, plus a dead letter for every message that fails to decode or nests too deep.
 
@@ -104,7 +148,8 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
     pickling raise ``RecursionError`` inside the consumer, which stops the whole worker, and the
     restored message then stops the next one (found by tests/e2e/faults/test_hostile_input.py).
     Bodies nested deeper than :data:`MAX_MESSAGE_NESTING` are therefore dead-lettered
-    (``too-deep``) before Celery handles them.
+    (``too-deep``) before Celery handles them, and so is a message redelivered more than
+    ``max_redeliveries`` times (``poison-message``, see :func:`_is_poison`).
     """
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
@@ -126,6 +171,12 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                 if depth > MAX_MESSAGE_NESTING:
                     error = DecodeError(f"message body nested deeper than {MAX_MESSAGE_NESTING} levels")
                     dead_letter_message(self.app, "too-deep", message, error)
+                    message.ack()
+                    return None
+                if _is_poison(self.app, message):
+                    limit = self.app.orch_settings.max_redeliveries
+                    error = DecodeError(f"redelivered more than max_redeliveries={limit} times: its runs keep dying")
+                    dead_letter_message(self.app, "poison-message", message, error)
                     message.ack()
                     return None
             return handle(message)
