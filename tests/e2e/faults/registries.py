@@ -10,6 +10,8 @@ fault can be injected at a precise point inside a real worker:
   so the runtime appends them to the external outbox streams, where the test plays the services.
 * :func:`tapped`: the orchestrators' memory copies every consumed and produced event of every
   step into a Redis list (:data:`TAP_KEY`), so a test sees each event of a workflow.
+* :func:`poisoned`: ``com.number.double`` SIGKILLs the process running it when asked to double
+  :data:`POISON_VALUE`: a poison message, fatal to every process that runs it.
 
 Marker files go to the directory named by the ``FAULTS_MARKER_DIR`` environment variable.
 """
@@ -18,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from examples.registry import build as build_examples
 from orchestrator.errors import TransactionViolation
-from orchestrator.handler import ArvoEventHandler
+from orchestrator.handler import ArvoEventHandler, HandlerInput, create_event_handler
 from orchestrator.memory.base import Lease, MachineMemory, ReadResult
 from orchestrator.orchestrator import ArvoOrchestrator, create_orchestrator
 
@@ -36,6 +39,9 @@ SLOW_VALUE = 5000
 
 #: Redis list receiving the events seen by :func:`tapped` (JSON, one entry per event per step).
 TAP_KEY = "faults:tap"
+
+#: The value whose ``com.number.double`` call kills the process running it (:func:`poisoned`).
+POISON_VALUE = 666
 
 
 def _marker_dir() -> Path | None:
@@ -159,3 +165,17 @@ def intercepted(memory: MachineMemory) -> list[ArvoEventHandler | ArvoOrchestrat
         create_orchestrator(machines=[IncrementMachine], memory=memory, executionunits=0.1),
         create_orchestrator(machines=[FanoutMachine], memory=memory, executionunits=0.1),
     ]
+
+
+def _double_or_die(request: HandlerInput) -> dict[str, Any]:
+    if request.data["value"] == POISON_VALUE:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"type": "evt.number.double.success", "data": {"result": 2 * request.data["value"]}}
+
+
+def poisoned(memory: MachineMemory) -> list[ArvoEventHandler | ArvoOrchestrator]:
+    """The examples, with a ``com.number.double`` that dies on :data:`POISON_VALUE`."""
+    from examples.fanout import number_double
+
+    handlers = [h for h in build_examples(memory) if h.source != "com.number.double"]
+    return [*handlers, create_event_handler(contract=number_double, handlers={"1.0.0": _double_or_die})]
