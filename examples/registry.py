@@ -6,12 +6,11 @@ and what the demo and the benchmarks run.
 
 from __future__ import annotations
 
+from examples.fanout import FanoutMachine, make_double_handler
+from examples.increment import IncrementMachine, make_increment_handler, make_value_read_handler
 from orchestrator.handler import ArvoEventHandler
 from orchestrator.memory.base import MachineMemory
 from orchestrator.orchestrator import ArvoOrchestrator, create_orchestrator
-
-from examples.fanout import FanoutMachine, make_double_handler
-from examples.increment import IncrementMachine, make_increment_handler, make_value_read_handler
 
 
 def build(memory: MachineMemory) -> list[ArvoEventHandler | ArvoOrchestrator]:
