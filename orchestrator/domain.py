@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from orchestrator.errors import InvalidSubject
+from orchestrator.errors import ContractViolation, InvalidSubject
 from orchestrator.subject import OrchestrationSubject
 
 __all__ = ["ArvoDomain", "resolve_domains", "resolve_event_domain"]
@@ -86,6 +86,21 @@ def resolve_event_domain(
     else:
         resolved = token
     return resolved or None
+
+
+def domain_tokens(value: Iterable[str | None] | None, field: str) -> tuple[str | None, ...] | None:
+    """User-supplied domain tokens as a tuple (None when absent).
+
+    A bare string is refused: iterating it would make one event per letter.
+
+    Raises:
+        ContractViolation: ``value`` is a string rather than a list of domains.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise ContractViolation(f"The {field} must be a list of domains, got the string {value!r}")
+    return tuple(value)
 
 
 def resolve_domains(

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.contract import VersionedArvoContract, create_arvo_error
-from orchestrator.domain import ArvoDomain, resolve_domains
+from orchestrator.domain import ArvoDomain, domain_tokens, resolve_domains
 from orchestrator.engine import ExecutionResult
 from orchestrator.errors import ContractViolation, ExecutionViolation
 from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
@@ -89,11 +89,7 @@ class EmittableBuilder:
         assert contract.complete_type is not None
         meta_id = output.pop("__id", None)
         meta_units = output.pop("__executionunits", None)
-        meta_domain = output.pop("__domain", None)
-        if isinstance(meta_domain, str):  # iterating it would make one event per letter
-            raise ContractViolation(
-                f"The output '__domain' must be a list of domains, got the string {meta_domain!r}"
-            )
+        meta_domain = domain_tokens(output.pop("__domain", None), "output '__domain'")
         schema = contract.emits[contract.complete_type]
         try:
             data = schema.model_validate(output).model_dump(mode="json", by_alias=True)
@@ -109,7 +105,7 @@ class EmittableBuilder:
             to=step.subject.meta.get("redirectto") or step.subject.execution.initiator,
             executionunits=meta_units,
             id=meta_id,
-            domain=tuple(meta_domain) if meta_domain else None,
+            domain=meta_domain or None,
         )
         return self._build(step, item, self._domains["complete"], completion=True)
 

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.contract import ArvoContract, VersionedArvoContract, create_arvo_error, parse_dataschema
-from orchestrator.domain import ArvoDomain, resolve_domains
+from orchestrator.domain import ArvoDomain, domain_tokens, resolve_domains
 from orchestrator.errors import ConfigViolation, ContractViolation, DefinitionError, ViolationError
 from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
 from orchestrator.telemetry import execution_span
@@ -184,11 +184,7 @@ class ArvoEventHandler:
             data = schema.model_validate(item.get("data", {})).model_dump(mode="json", by_alias=True)
         except ValidationError as error:
             raise ContractViolation(f"Emit Event data validation failed: {error}") from None
-        tokens = item.get("domain") or self._domains["emits"]
-        if isinstance(tokens, str):  # iterating it would make one event per letter
-            raise ContractViolation(
-                f"The output 'domain' must be a list of domains, got the string {tokens!r}"
-            )
+        tokens = domain_tokens(item.get("domain"), "output 'domain'") or self._domains["emits"]
         domains = resolve_domains(
             tokens,
             parent_subject=None,

@@ -36,6 +36,7 @@ from statemachine.event import Event
 from statemachine.factory import StateMachineMetaclass
 
 from orchestrator.contract import VersionedArvoContract
+from orchestrator.domain import domain_tokens
 from orchestrator.errors import ConfigViolation, ContractViolation, DefinitionError
 from orchestrator.event import ArvoEvent
 
@@ -208,8 +209,7 @@ class ArvoMachine(StateChart[Any], metaclass=ArvoMachineMeta):  # type: ignore[m
         Raises:
             ContractViolation: the type is unknown (and not ``unchecked``) or the data is invalid.
         """
-        if isinstance(domain, str):  # iterating it would make one event per letter
-            raise ContractViolation(f"emit(): 'domain' must be a list of domains, got the string {domain!r}")
+        tokens = domain_tokens(domain, "emit() 'domain'")
         raw = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else dict(data)
         service = self._arvo_services_by_accepts.get(type)
         if service is None:
@@ -238,7 +238,7 @@ class ArvoMachine(StateChart[Any], metaclass=ArvoMachineMeta):  # type: ignore[m
                 accesscontrol=accesscontrol,
                 executionunits=executionunits,
                 id=id,
-                domain=tuple(domain) if domain is not None else None,
+                domain=tokens,
                 dataschema=dataschema,
                 extensions=extensions,
             )
