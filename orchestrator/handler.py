@@ -195,45 +195,31 @@ class ArvoEventHandler:
         )
         executionunits = item.get("executionunits")
         overrides = ("id", "to", "redirectto", "accesscontrol", "executionunits", "__extensions", "extensions")
-        if domains == [None] and not any(item.get(key) is not None for key in overrides):
-            # Only validated parts (contract, input event, own settings): the fast constructor.
-            return [
-                assemble_event(
-                    id=output_event_id(event.id, index, None),
-                    source=self.source,
-                    type=event_type,
-                    subject=event.subject,
-                    data=data,
-                    dataschema=versioned.dataschema,
-                    to=event.redirectto or event.source,
-                    accesscontrol=event.accesscontrol,
-                    redirectto=None,
-                    executionunits=self.executionunits,
-                    parentid=event.id,
-                    traceparent=traceparent,
-                    tracestate=tracestate,
-                )
-            ]
-        return [
-            create_arvo_event(
-                id=item.get("id") or output_event_id(event.id, index, domain),
-                source=self.source,
-                type=event_type,
-                subject=event.subject,
-                data=data,
-                to=item.get("to") or event.redirectto or event.source,
-                redirectto=item.get("redirectto"),
-                accesscontrol=item.get("accesscontrol") or event.accesscontrol,
-                executionunits=executionunits if executionunits is not None else self.executionunits,
-                parentid=event.id,
-                domain=domain,
-                dataschema=versioned.dataschema,
-                traceparent=traceparent,
-                tracestate=tracestate,
-                extensions=item.get("__extensions") or item.get("extensions"),
-            )
-            for domain in domains
-        ]
+        # Only validated parts (contract, input event, own settings): the fast constructor.
+        derived = not any(item.get(key) is not None for key in overrides)
+        built = []
+        for domain in domains:
+            fields: dict[str, Any] = {
+                "id": item.get("id") or output_event_id(event.id, index, domain),
+                "source": self.source,
+                "type": event_type,
+                "subject": event.subject,
+                "data": data,
+                "dataschema": versioned.dataschema,
+                "to": item.get("to") or event.redirectto or event.source,
+                "accesscontrol": item.get("accesscontrol") or event.accesscontrol,
+                "redirectto": item.get("redirectto"),
+                "executionunits": self.executionunits if executionunits is None else executionunits,
+                "parentid": event.id,
+                "traceparent": traceparent,
+                "tracestate": tracestate,
+            }
+            if derived and domain is None:
+                built.append(assemble_event(**fields))
+            else:
+                extensions = item.get("__extensions") or item.get("extensions")
+                built.append(create_arvo_event(**fields, domain=domain, extensions=extensions))
+        return built
 
     def _system_errors(
         self, event: ArvoEvent, error: Exception, traceparent: str | None, tracestate: str | None
