@@ -74,7 +74,7 @@ class EventTask(Task):  # type: ignore[misc]
             args = (_event_json(first), *args[1:])
             if to and "queue" not in options and "routing_key" not in options:
                 _require_destination(self.app, to)
-                options["queue"] = self.app.orch_settings.queue_overrides.get(to, to)
+                options["queue"] = self.app.orch_settings.queue_for(to)
             headers = dict(options.get("headers") or {})
             if traceparent:
                 headers.setdefault("traceparent", traceparent)

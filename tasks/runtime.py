@@ -116,16 +116,12 @@ class Runtime:
         self.handlers: dict[str, Any] = {
             handler.source: handler
             for handler in handlers
-            if queues is None or self.queue_for(handler.source) in queues
+            if queues is None or settings.queue_for(handler.source) in queues
         }
         self.dead_letters = DeadLetterStore(self.redis, settings.dead_letter_stream, settings.stream_maxlen)
         self.outbox = ExternalOutbox(self.redis, settings.outbox_stream_prefix, settings.stream_maxlen)
 
     # -- routing and publishing -------------------------------------------------------------------
-
-    def queue_for(self, destination: str) -> str:
-        """The Celery queue of an event destination (its ``to``), unless overridden."""
-        return self.settings.queue_overrides.get(destination, destination)
 
     def publish(self, events: Iterable[ArvoEvent]) -> int:
         """Send each event to its destination's queue, or to the external outbox; return count."""
@@ -153,18 +149,13 @@ class Runtime:
         return len(internal) + len(external)
 
     def _send(self, task: Task, producer: Any, event: ArvoEvent) -> None:
-        headers = {"traceparent": event.traceparent, "tracestate": event.tracestate}
         parent = context_from_headers(event.traceparent, event.tracestate)
         # With the event's span current, the Celery instrumentation's publish span (and so the
-        # next hop's run span) joins the workflow's trace.
+        # next hop's run span) joins the workflow's trace. The task class routes the event by
+        # its ``to`` and puts its trace context in the headers.
         token = otel_context.attach(parent) if parent is not None else None
         try:
-            task.apply_async(
-                args=(event.to_json(),),
-                queue=self.queue_for(event.to or ""),
-                headers={key: value for key, value in headers.items() if value},
-                producer=producer,
-            )
+            task.apply_async(args=(event,), producer=producer)
         finally:
             if token is not None:
                 otel_context.detach(token)
