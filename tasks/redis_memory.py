@@ -42,7 +42,7 @@ import redis
 import redis_lock
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory.base import Lease, ReadResult
+from orchestrator.memory.base import Lease, ReadResult, require_subject
 from tasks import keys
 
 if TYPE_CHECKING:
@@ -203,18 +203,13 @@ class RedisMachineMemory:
             record_ttl_s=settings.record_ttl_s,
         )
 
-    @staticmethod
-    def _require(subject: str, operation: str) -> None:
-        if not subject:
-            raise ValueError(f"Machine ID is required for {operation} operation")
-
     def lock(self, subject: str) -> Lease | None:
         """Try once to take the subject's lock; None when another holder has it.
 
         Always pair with :meth:`unlock`: with auto-renewal the lease keeps being extended (and
         the lock object kept) until then, not merely until ``lock_expire_s``.
         """
-        self._require(subject, "lock")
+        require_subject(subject, "lock")
         lock = _LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
         try:
             acquired = lock.acquire(blocking=False)
@@ -256,7 +251,7 @@ class RedisMachineMemory:
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         """Read record, version, consumed flag and pending outbox in one round trip."""
-        self._require(subject, "read")
+        require_subject(subject, "read")
         pipe = self._client.pipeline(transaction=False)
         pipe.hmget(keys.record(subject), ["version", "blob"])
         if event_id is not None:
@@ -298,7 +293,7 @@ class RedisMachineMemory:
                 version moved; ``WRITE_FAILURE`` when Redis cannot be reached.
             TypeError: ``record`` or ``outbox`` holds values msgpack cannot encode.
         """
-        self._require(subject, "write")
+        require_subject(subject, "write")
         if record is None:
             raise ValueError("Data is required for write operation")
         blob = pack(record)
@@ -338,7 +333,7 @@ class RedisMachineMemory:
 
     def settle(self, subject: str, event_id: str) -> None:
         """Forget the outbox of ``event_id`` once its events are published."""
-        self._require(subject, "settle")
+        require_subject(subject, "settle")
         try:
             self._client.hdel(keys.outbox(subject), event_id)
         except redis.RedisError as exc:

@@ -22,6 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
+def require_subject(subject: str, operation: str) -> None:
+    """Refuse an empty subject with Arvo's message (spec 9 #102), for every implementation."""
+    if not subject:
+        raise ValueError(f"Machine ID is required for {operation} operation")
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     """Proof of holding the per-subject lock; ``token`` is unique per acquisition."""

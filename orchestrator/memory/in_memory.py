@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory.base import Lease, ReadResult
+from orchestrator.memory.base import Lease, ReadResult, require_subject
 
 #: Default lock time to live, seconds.
 DEFAULT_LOCK_TTL = 30.0
@@ -53,14 +53,9 @@ class InMemoryMachineMemory:
         self._consumed: dict[str, set[str]] = {}
         self._outbox: dict[tuple[str, str], bytes] = {}
 
-    @staticmethod
-    def _require(subject: str, operation: str) -> None:
-        if not subject:
-            raise ValueError(f"Machine ID is required for {operation} operation")
-
     def lock(self, subject: str) -> Lease | None:
         """Take the lock unless a live lease holds it."""
-        self._require(subject, "lock")
+        require_subject(subject, "lock")
         now = self._clock()
         with self._mutex:
             held = self._locks.get(subject)
@@ -83,7 +78,7 @@ class InMemoryMachineMemory:
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         """Return a deep copy of the record, its version and the consumed/pending state."""
-        self._require(subject, "read")
+        require_subject(subject, "read")
         with self._mutex:
             version, record = self._records.get(subject, (0, None))
             consumed = event_id is not None and event_id in self._consumed.get(subject, ())
@@ -106,7 +101,7 @@ class InMemoryMachineMemory:
         outbox: list[dict[str, Any]] | None = None,
     ) -> int:
         """Compare-and-set the record, fenced by ``lease``; record consumption and outbox."""
-        self._require(subject, "write")
+        require_subject(subject, "write")
         if record is None:
             raise ValueError("Data is required for write operation")
         blob = _pack(record)
