@@ -45,6 +45,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # kombu 5.7: sweep for expired unacked messages every interval*throttle seconds.
         "unacked_restore_interval": settings.unacked_restore_interval_s,
         "unacked_restore_throttle": settings.unacked_restore_throttle,
+        # A sweep holds a lock in the broker Redis; one cut off mid-way (outage, SIGKILL) strands
+        # it until it expires, and with kombu's 300 s nothing is redelivered for 5 minutes.
+        "unacked_mutex_expire": settings.unacked_restore_mutex_s,
     }
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,

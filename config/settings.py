@@ -216,6 +216,13 @@ class Settings(BaseSettings):
     """Seconds between kombu sweeps that redeliver messages past the visibility timeout."""
     unacked_restore_throttle: int = Field(default=1, ge=1)
     """Sweep on every Nth interval; 1 makes the interval alone decide (kombu default is 10)."""
+    unacked_restore_mutex_s: int = Field(default=30, ge=1)
+    """Expiry of the lock that lets one worker sweep at a time (kombu's default is 300 s).
+
+    A sweep cut off by a broker outage or a SIGKILL cannot release its lock, and no worker
+    sweeps again until the lock expires: redelivery is delayed by up to this many seconds.
+    Two sweeps that overlap after it expires are harmless (each restore is a WATCH transaction).
+    """
     prefetch_multiplier: int = Field(default=1, ge=1)
     """Messages reserved per pool process; 0 (unlimited) is refused."""
 

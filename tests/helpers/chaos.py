@@ -392,13 +392,15 @@ def broker_messages(client: redis.Redis, queues: Iterable[str] = ALL_QUEUES) -> 
             event = _task_event(raw)
             if event is not None:
                 found.append((f"queue:{queue}", event))
-    for _tag, raw in (client.hgetall("unacked") or {}).items():
+    for tag, raw in (client.hgetall("unacked") or {}).items():
         try:
             event = _task_event(json.loads(raw)[0])
         except Exception:
             event = None
         if event is not None:
-            found.append(("unacked", event))
+            reserved = client.zscore("unacked_index", tag)
+            age = "not in unacked_index" if reserved is None else f"reserved {time.time() - reserved:.0f} s ago"
+            found.append((f"unacked, {age}", event))
     return found
 
 
@@ -422,6 +424,7 @@ def explain(client: redis.Redis, subject: str) -> str:
     for where, event in broker_messages(client):
         if event.get("subject") == subject:
             lines.append(f"  in broker ({where}): {event.get('type')} id={event.get('id')}")
+    lines.append(f"  kombu restore mutex ttl={client.ttl('unacked_mutex')} s")
     return "\n".join(lines)
 
 

@@ -82,9 +82,12 @@ class WorkerProcess:
         return self.process.poll() is None
 
     def log_text(self) -> str:
-        """Everything the worker wrote so far (log file, then stdout/stderr)."""
+        """Everything the worker wrote so far: stdout/stderr (banner, early tracebacks), then its log.
+
+        The log comes last so that :meth:`log_tail` shows the latest log lines, not the banner.
+        """
         parts = []
-        for path in (self.log_path, self.out_path):
+        for path in (self.out_path, self.log_path):
             try:
                 parts.append(path.read_text(errors="replace"))
             except OSError:

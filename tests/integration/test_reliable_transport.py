@@ -97,6 +97,38 @@ def test_a_consumer_killed_after_the_pop_leaves_the_message_unacked_and_it_is_re
     assert redis_client.zcard("unacked_index") == 0
 
 
+def test_a_sweep_cut_off_mid_way_delays_redelivery_by_the_configured_mutex_expiry_only(
+    redis_url: str, redis_client: redis.Redis, connection: Connection, queue: Queue
+) -> None:
+    # Found by tests/e2e/faults/test_redis_restart.py: Redis went down while a worker's sweep
+    # held kombu's restore mutex; the release failed, and with kombu's 300 s expiry no worker
+    # redelivered anything for 5 minutes.
+    settings = Settings(visibility_timeout_s=3, unacked_restore_mutex_s=2, retry_backoff_max_s=1.0)
+    options = celery_config(settings)["broker_transport_options"]
+    _publish(connection, queue, {"n": 2})
+    dying = _connection(redis_url)
+    dying_channel = dying.channel()
+    _send_reservation(dying_channel)
+    dying_channel.client.connection.disconnect()  # the consumer is gone; its message is unacked
+    dying.release()
+    deadline = time.monotonic() + 5
+    while redis_client.hlen("unacked") == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert redis_client.hlen("unacked") == 1
+
+    with Connection(redis_url, transport=RELIABLE_REDIS_TRANSPORT, transport_options={**options, "visibility_timeout": 0}) as sweeper:
+        channel = sweeper.default_channel
+        # What a sweep leaves when its connection dies after acquiring the mutex (kombu's Mutex).
+        assert channel.client.lock(channel.unacked_mutex_key, timeout=channel.unacked_mutex_expire).acquire(blocking=False)
+        assert 0 < redis_client.ttl(channel.unacked_mutex_key) <= 2
+        channel.qos.restore_visible(num=10, interval=1)
+        assert redis_client.hlen("unacked") == 1  # held off by the stranded mutex
+        time.sleep(2.1)
+        channel.qos.restore_visible(num=10, interval=1)
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.llen(QUEUE) == 1
+
+
 def test_queue_items_that_are_not_envelopes_are_dead_lettered_and_consumption_goes_on(
     redis_client: redis.Redis, connection: Connection, queue: Queue
 ) -> None:

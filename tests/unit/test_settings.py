@@ -148,7 +148,12 @@ def test_celery_config_never_accepts_pickle() -> None:
 
 
 def test_celery_config_delivers_at_least_once_and_stores_no_results() -> None:
-    settings = Settings(visibility_timeout_s=120, unacked_restore_interval_s=3, unacked_restore_throttle=2)
+    settings = Settings(
+        visibility_timeout_s=120,
+        unacked_restore_interval_s=3,
+        unacked_restore_throttle=2,
+        unacked_restore_mutex_s=7,
+    )
     config = celery_config(settings)
     assert config["task_acks_late"] is True
     assert config["task_reject_on_worker_lost"] is True
@@ -163,6 +168,7 @@ def test_celery_config_delivers_at_least_once_and_stores_no_results() -> None:
         "visibility_timeout": 120,
         "unacked_restore_interval": 3,
         "unacked_restore_throttle": 2,
+        "unacked_mutex_expire": 7,
         "dead_letter_stream": settings.dead_letter_stream,
         "dead_letter_maxlen": settings.stream_maxlen,
     }

@@ -45,6 +45,7 @@ LOCK_SETTINGS = {
     "visibility_timeout_s": 5,
     "unacked_restore_interval_s": 1,
     "unacked_restore_throttle": 1,
+    "unacked_restore_mutex_s": 2,
     "retry_backoff_max_s": 1.0,
     "retry_max": 100,
 }

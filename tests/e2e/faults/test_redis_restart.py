@@ -37,6 +37,7 @@ RESTART_SETTINGS = {
     "visibility_timeout_s": 3,
     "unacked_restore_interval_s": 1,
     "unacked_restore_throttle": 1,
+    "unacked_restore_mutex_s": 2,
     "retry_backoff_max_s": 1.0,
     "lock_expire_s": 2,
     "retry_max": 100,
