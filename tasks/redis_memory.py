@@ -7,11 +7,12 @@ python-redis-lock key. Costs per call, in network round trips:
 * ``lock``: 1 (python-redis-lock's ``SET NX EX``; its ownership GET is skipped, see
   ``_LeaseLock._held``);
 * ``read``: 1 (a non-transactional pipeline: HMGET record, SISMEMBER consumed, HGET outbox);
+* ``lock_and_read``: 1 (the ``SET NX EX`` and the read's commands in one pipeline);
 * ``write``: 1 (``EVALSHA`` of ``write_record.lua``: lock check, version check, writes, TTLs);
 * ``unlock``: 1 (``release_lock.lua``: python-redis-lock's release, plus settling the step's
   outbox when the events were published under the lock); ``settle`` alone: 1 (HDEL).
 
-So a whole orchestrator step costs 4 round trips besides the broker's.
+So a whole orchestrator step (lock_and_read, write, unlock) costs 3 round trips besides the broker's.
 
 Fencing: the write script compares the lock key's value with the lease token in the same
 atomic call as the version check, so a worker whose lease expired is refused even when the
@@ -92,6 +93,14 @@ def unpack(data: bytes) -> Any:
 
 class _LeaseLock(redis_lock.Lock):  # type: ignore[misc]
     """python-redis-lock's Lock, acquired once per lease, renewed by a :class:`_LeaseKeeper`."""
+
+    def queue_acquire(self, pipe: redis.client.Pipeline) -> None:
+        """Queue on ``pipe`` the command of ``acquire(blocking=False)``: ``SET name id NX EX``.
+
+        Same key, token and expiry as python-redis-lock's own acquisition, so its extend and
+        release scripts work on the result; the reply (truthy when taken) tells if it was.
+        """
+        pipe.set(self._name, self._id, nx=True, ex=self._expire)
 
     @property
     def _held(self) -> bool:
@@ -217,8 +226,38 @@ class RedisMachineMemory:
             raise TransactionViolation(
                 TransactionCause.LOCK_FAILURE, f"Cannot lock subject={subject}: {exc}"
             ) from exc
+        return self._hold(subject, lock) if acquired else None
+
+    def lock_and_read(self, subject: str, event_id: str | None = None) -> tuple[Lease, ReadResult] | None:
+        """:meth:`lock` and :meth:`read` in one round trip (a non-transactional pipeline).
+
+        The pipeline sends python-redis-lock's own non-blocking acquisition command first, then
+        the read. Redis runs them in order, so when the ``SET NX`` succeeded the read that follows
+        it sees what a read after :meth:`lock` would: any other writer is fenced out by the token
+        from that moment on. When the lock is busy the read is thrown away.
+        """
+        require_subject(subject, "lock")
+        lock = _LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
+        pipe = self._client.pipeline(transaction=False)
+        lock.queue_acquire(pipe)
+        self._queue_read(pipe, subject, event_id)
+        try:
+            acquired, *replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.LOCK_FAILURE, f"Cannot lock and read subject={subject}: {exc}"
+            ) from exc
         if not acquired:
             return None
+        lease = self._hold(subject, lock)
+        try:
+            return lease, self._read_result(subject, event_id, replies)
+        except TransactionViolation:
+            self.unlock(lease)
+            raise
+
+    def _hold(self, subject: str, lock: _LeaseLock) -> Lease:
+        """Remember an acquired lock (and renew it) until :meth:`unlock`."""
         with self._held_mutex:
             self._held[lock.id] = (subject, lock)
         if self._keeper is not None:
@@ -253,16 +292,24 @@ class RedisMachineMemory:
         """Read record, version, consumed flag and pending outbox in one round trip."""
         require_subject(subject, "read")
         pipe = self._client.pipeline(transaction=False)
-        pipe.hmget(keys.record(subject), ["version", "blob"])
-        if event_id is not None:
-            pipe.sismember(keys.consumed(subject), event_id)
-            pipe.hget(keys.outbox(subject), event_id)
+        self._queue_read(pipe, subject, event_id)
         try:
             replies = pipe.execute()
         except redis.RedisError as exc:
             raise TransactionViolation(
                 TransactionCause.READ_FAILURE, f"Cannot read subject={subject}: {exc}"
             ) from exc
+        return self._read_result(subject, event_id, replies)
+
+    @staticmethod
+    def _queue_read(pipe: redis.client.Pipeline, subject: str, event_id: str | None) -> None:
+        pipe.hmget(keys.record(subject), ["version", "blob"])
+        if event_id is not None:
+            pipe.sismember(keys.consumed(subject), event_id)
+            pipe.hget(keys.outbox(subject), event_id)
+
+    @staticmethod
+    def _read_result(subject: str, event_id: str | None, replies: list[Any]) -> ReadResult:
         version_raw, blob = replies[0]
         consumed = bool(replies[1]) if event_id is not None else False
         pending_blob = replies[2] if consumed else None

@@ -7,7 +7,7 @@ package never imports Redis or Celery.
 
 from __future__ import annotations
 
-from orchestrator.memory.base import Lease, MachineMemory, ReadResult
+from orchestrator.memory.base import Lease, LockAndReadMemory, MachineMemory, ReadResult
 from orchestrator.memory.in_memory import InMemoryMachineMemory
 
-__all__ = ["InMemoryMachineMemory", "Lease", "MachineMemory", "ReadResult"]
+__all__ = ["InMemoryMachineMemory", "Lease", "LockAndReadMemory", "MachineMemory", "ReadResult"]

@@ -19,7 +19,7 @@ import redis
 
 from config.settings import Settings
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory import InMemoryMachineMemory, Lease, MachineMemory
+from orchestrator.memory import InMemoryMachineMemory, Lease, LockAndReadMemory, MachineMemory
 from tasks import keys
 from tasks.connections import redis_client
 from tasks.redis_memory import RedisMachineMemory
@@ -47,6 +47,12 @@ class Backend:
     memory: MachineMemory
     clock: FakeClock | None = None
     client: redis.Redis | None = None
+
+    @property
+    def fused(self) -> LockAndReadMemory:
+        """The memory as a :class:`LockAndReadMemory` (Redis only)."""
+        assert isinstance(self.memory, LockAndReadMemory)
+        return self.memory
 
     def expire_leases(self) -> None:
         """Let every lease taken with a 1 s lifetime expire."""
@@ -265,12 +271,17 @@ def test_concurrent_lock_read_write_loses_no_update(backend: Backend) -> None:
     def worker(index: int) -> None:
         done = 0
         while done < per_thread:
-            lease = backend.memory.lock(SUBJECT)
-            if lease is None:
+            event_id = f"t{index}-{done}"
+            if index % 2 and isinstance(backend.memory, LockAndReadMemory):  # as the orchestrator does
+                taken = backend.memory.lock_and_read(SUBJECT, event_id)
+                lease, current = taken if taken is not None else (None, None)
+            else:
+                lease = backend.memory.lock(SUBJECT)
+                current = backend.memory.read(SUBJECT, event_id) if lease is not None else None
+            if lease is None or current is None:
                 time.sleep(0.001)
                 continue
             try:
-                current = backend.memory.read(SUBJECT, f"t{index}-{done}")
                 count = (current.record or {}).get("count", 0)
                 backend.memory.write(
                     SUBJECT,
@@ -294,6 +305,56 @@ def test_concurrent_lock_read_write_loses_no_update(backend: Backend) -> None:
 
 
 # --- Redis only ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_backend(redis_client: redis.Redis) -> Backend:
+    """The Redis backend alone (1 s leases, no renewal), for what only it implements."""
+    return Backend("redis", make_redis_memory(redis_client), client=redis_client)
+
+
+def test_only_redis_fuses_lock_and_read(redis_client: redis.Redis) -> None:
+    assert isinstance(make_redis_memory(redis_client), LockAndReadMemory)
+    assert not isinstance(InMemoryMachineMemory(), LockAndReadMemory)
+
+
+def test_lock_and_read_takes_the_lock_and_reads_or_gives_none(redis_backend: Backend) -> None:
+    first = redis_backend.fused.lock_and_read(SUBJECT, "e1")
+    assert first is not None
+    lease, read = first
+    assert (lease.subject, read.record, read.version, read.consumed) == (SUBJECT, None, 0, False)
+    assert redis_backend.fused.lock_and_read(SUBJECT, "e2") is None  # held: no lease
+    assert redis_backend.memory.lock(SUBJECT) is None
+    outbox = [{"id": "o1"}]
+    redis_backend.memory.write(SUBJECT, {"n": 1}, prev_version=0, lease=lease, event_id="e1", outbox=outbox)
+    assert redis_backend.memory.unlock(lease) is True
+
+    again = redis_backend.fused.lock_and_read(SUBJECT, "e1")
+    assert again is not None
+    lease_b, read_b = again
+    assert lease_b.token != lease.token
+    assert (read_b.record, read_b.version, read_b.consumed, read_b.pending) == ({"n": 1}, 1, True, outbox)
+    redis_backend.memory.unlock(lease_b)
+    redis_backend.expire_leases()
+    assert redis_backend.fused.lock_and_read(SUBJECT) is not None  # also without an event id
+
+
+def test_a_lease_from_lock_and_read_is_fenced_like_any_other(redis_backend: Backend) -> None:
+    taken = redis_backend.fused.lock_and_read(SUBJECT, "evt-a")
+    assert taken is not None
+    lease_a, read_a = taken
+    redis_backend.expire_leases()
+    taken_b = redis_backend.fused.lock_and_read(SUBJECT, "evt-b")
+    assert taken_b is not None
+    lease_b, read_b = taken_b
+    redis_backend.memory.write(SUBJECT, {"by": "B"}, prev_version=read_b.version, lease=lease_b, event_id="evt-b")
+    with pytest.raises(TransactionViolation) as info:
+        redis_backend.memory.write(SUBJECT, {"by": "A"}, prev_version=read_a.version, lease=lease_a, event_id="evt-a")
+    assert info.value.cause is TransactionCause.WRITE_CONFLICT
+    assert redis_backend.memory.unlock(lease_a) is False
+    assert redis_backend.memory.unlock(lease_b) is True
+
+
 
 
 @pytest.fixture
@@ -386,6 +447,7 @@ def test_unreachable_redis_maps_to_retryable_transaction_violations() -> None:
     started = time.monotonic()
     expected: list[tuple[Callable[[], object], TransactionCause]] = [
         (lambda: memory.lock(SUBJECT), TransactionCause.LOCK_FAILURE),
+        (lambda: memory.lock_and_read(SUBJECT, "e1"), TransactionCause.LOCK_FAILURE),
         (lambda: memory.read(SUBJECT, "e1"), TransactionCause.READ_FAILURE),
         (lambda: memory.write(SUBJECT, {"a": 1}, prev_version=0, lease=None), TransactionCause.WRITE_FAILURE),
         (lambda: memory.settle(SUBJECT, "e1"), TransactionCause.WRITE_FAILURE),
@@ -407,6 +469,10 @@ def test_corrupt_stored_data_is_a_read_failure(
     with pytest.raises(TransactionViolation) as info:
         redis_memory.read(SUBJECT)
     assert info.value.cause is TransactionCause.READ_FAILURE
+    with pytest.raises(TransactionViolation) as info:
+        redis_memory.lock_and_read(SUBJECT, "e1")
+    assert info.value.cause is TransactionCause.READ_FAILURE
+    assert redis_memory.lock(SUBJECT) is not None  # the lock taken with the bad read was released
 
 
 def test_client_with_decoded_responses_is_refused(redis_url: str) -> None:
@@ -448,14 +514,17 @@ def test_read_and_write_are_one_round_trip_each(redis_url: str) -> None:
         == 1
     )
     assert round_trips(lambda: memory.settle(SUBJECT, "e1")) == 1
+    taken: list[Any] = []
+    assert round_trips(lambda: taken.append(memory.lock_and_read(SUBJECT + "y", "e1"))) == 1
+    assert taken[0] is not None
     lease = memory.lock(SUBJECT + "x")
     assert lease is not None
     assert round_trips(lambda: memory.write(SUBJECT + "x", {"a": 1}, prev_version=0, lease=lease)) == 1
     client.close()
 
 
-def test_an_orchestrator_step_costs_four_round_trips(redis_url: str) -> None:
-    """lock (SET NX) + read (pipeline) + write (script) + unlock-and-settle (script)."""
+def test_an_orchestrator_step_costs_three_round_trips(redis_url: str) -> None:
+    """lock-and-read (SET NX and reads, one pipeline) + write (script) + unlock-and-settle (script)."""
     from examples.increment import IncrementMachine
     from orchestrator.demo import init_event
     from orchestrator.orchestrator import create_orchestrator
@@ -470,6 +539,6 @@ def test_an_orchestrator_step_costs_four_round_trips(redis_url: str) -> None:
     orchestrator.execute(init_event("arvo.orc.inc", dataschema, {"key": "warm", "modifier": 1}))  # loads scripts
     before = CountingConnection.sends
     events = orchestrator.execute(init_event("arvo.orc.inc", dataschema, {"key": "k", "modifier": 1}))
-    assert CountingConnection.sends - before == 4
+    assert CountingConnection.sends - before == 3
     assert [event.type for event in events] == ["com.value.read"]
     client.close()
