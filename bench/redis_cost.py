@@ -10,7 +10,8 @@ Round trips are counted on the client side: every call of redis-py's
 ``AbstractConnection.send_packed_command`` is one request written to the socket and waited for
 (a single command, a whole pipeline, an ``EVALSHA``, or a health-check ``PING``). The method is
 patched in this process only, for the timed runs only. Each memory call (lock, read, write,
-unlock, settle) is also wrapped to attribute round trips and time to it.
+unlock, settle, and ``lock_and_read``, which the orchestrator uses instead of lock then
+read) is also wrapped to attribute round trips and time to it.
 
 Server side, ``CONFIG RESETSTAT`` before and ``INFO`` after each run give the commands executed
 (``INFO commandstats``, which also counts the commands run inside Lua scripts) and the bytes in
@@ -39,7 +40,7 @@ from bench.inprocess import WORKFLOWS, run_workflows, timed_broker
 
 WARMUP = 20
 TARGET_ROUND_TRIPS = 4.0
-MEMORY_OPS = ("lock", "read", "write", "unlock", "settle")
+MEMORY_OPS = ("lock_and_read", "lock", "read", "write", "unlock", "settle")
 NO_RENEWAL = "increment, lock_auto_renewal=false"
 
 
@@ -95,6 +96,10 @@ class CountingMemory:
     def read(self, *args: Any, **kwargs: Any) -> Any:
         """See :meth:`MachineMemory.read`."""
         return self._call("read", *args, **kwargs)
+
+    def lock_and_read(self, *args: Any, **kwargs: Any) -> Any:
+        """See :meth:`LockAndReadMemory.lock_and_read`."""
+        return self._call("lock_and_read", *args, **kwargs)
 
     def write(self, *args: Any, **kwargs: Any) -> Any:
         """See :meth:`MachineMemory.write`."""

@@ -173,3 +173,18 @@ def test_dead_letters_keep_the_configured_stream(redis_client: redis.Redis, redi
             conn.drain_events(timeout=5)
     assert got == [{"n": 1}]
     assert unpack(redis_client.xrange("custom:letters")[0][1][b"payload"])["body_hex"] == b"junk".hex()
+
+
+def test_pool_clients_are_shared_per_pool_and_the_consuming_client_is_not(connection: Connection) -> None:
+    channel = connection.default_channel
+    assert isinstance(channel, Channel)
+    with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+        assert first is second
+        assert first.connection is None  # pins no connection: every command takes one from the pool
+        assert first.ping()
+    assert channel.client is not first  # the consumer's own client, with its pinned connection
+    channel._disconnect_pools()  # what kombu does after a fork
+    with channel.conn_or_acquire() as fresh:
+        assert fresh is not first
+        assert fresh.connection_pool is channel.pool
+        assert fresh.ping()
