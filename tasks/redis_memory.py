@@ -186,16 +186,13 @@ class RedisMachineMemory:
             raise ValueError("lock_expire_s and record_ttl_s must be at least 1 second")
         self._client = client
         self._lock_expire_s = int(lock_expire_s)
-        self._auto_renewal = auto_renewal
         self._record_ttl_s = int(record_ttl_s)
         # Registering on the base class first matters: redis_lock registers its scripts once,
         # on whichever class asks first, and a subclass first would leave Lock without them.
         redis_lock.Lock.register_scripts(client)
         self._write_script = client.register_script(_write_script_source())
         self._release_script = client.register_script(_script_source("release_lock.lua"))
-        # Held locks by token, renewed by the keeper (when auto_renewal) until ``unlock``.
-        self._held: dict[str, tuple[str, _LeaseLock]] = {}
-        self._held_mutex = threading.Lock()
+        # Renews held leases (and keeps their lock objects) until ``unlock``.
         self._keeper = _LeaseKeeper(self._lock_expire_s) if auto_renewal else None
 
     @classmethod
@@ -218,8 +215,7 @@ class RedisMachineMemory:
         Always pair with :meth:`unlock`: with auto-renewal the lease keeps being extended (and
         the lock object kept) until then, not merely until ``lock_expire_s``.
         """
-        require_subject(subject, "lock")
-        lock = _LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
+        lock = self._new_lock(subject)
         try:
             acquired = lock.acquire(blocking=False)
         except redis.RedisError as exc:
@@ -236,8 +232,7 @@ class RedisMachineMemory:
         it sees what a read after :meth:`lock` would: any other writer is fenced out by the token
         from that moment on. When the lock is busy the read is thrown away.
         """
-        require_subject(subject, "lock")
-        lock = _LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
+        lock = self._new_lock(subject)
         pipe = self._client.pipeline(transaction=False)
         lock.queue_acquire(pipe)
         self._queue_read(pipe, subject, event_id)
@@ -256,10 +251,12 @@ class RedisMachineMemory:
             self.unlock(lease)
             raise
 
+    def _new_lock(self, subject: str) -> _LeaseLock:
+        require_subject(subject, "lock")
+        return _LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
+
     def _hold(self, subject: str, lock: _LeaseLock) -> Lease:
-        """Remember an acquired lock (and renew it) until :meth:`unlock`."""
-        with self._held_mutex:
-            self._held[lock.id] = (subject, lock)
+        """Renew an acquired lock (with auto-renewal) until :meth:`unlock`; its lease."""
         if self._keeper is not None:
             self._keeper.add(lock)
         return Lease(subject, lock.id)
@@ -270,12 +267,6 @@ class RedisMachineMemory:
         A lease taken by another instance (another process) is released by its token, the
         same atomic check-and-delete. The renewal thread is always stopped.
         """
-        with self._held_mutex:
-            held = self._held.get(lease.token)
-            if held is not None and held[0] == lease.subject:
-                del self._held[lease.token]
-            else:
-                held = None
         if self._keeper is not None:
             self._keeper.discard(lease.token)
         if not lease.subject:
