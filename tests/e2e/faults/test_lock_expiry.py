@@ -26,6 +26,7 @@ import redis
 
 from tests.e2e.faults.registries import SLOW_S, SLOW_VALUE
 from tests.helpers.chaos import (
+    FAST_REDELIVERY,
     Cluster,
     Completions,
     audit,
@@ -39,15 +40,11 @@ from tests.helpers.chaos import (
 from tests.helpers.redis_server import RedisServer
 
 LOCK_SETTINGS = {
+    **FAST_REDELIVERY,
     "handlers": "tests.e2e.faults.registries:slow",
     "lock_expire_s": 1,
     "lock_auto_renewal": False,
     "visibility_timeout_s": 5,
-    "unacked_restore_interval_s": 1,
-    "unacked_restore_throttle": 1,
-    "unacked_restore_mutex_s": 2,
-    "retry_backoff_max_s": 1.0,
-    "retry_max": 100,
 }
 
 

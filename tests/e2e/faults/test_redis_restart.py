@@ -22,6 +22,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.helpers.chaos import (
+    FAST_REDELIVERY,
     Cluster,
     Completions,
     Publisher,
@@ -33,16 +34,6 @@ from tests.helpers.chaos import (
 )
 from tests.helpers.redis_server import RedisServer
 
-RESTART_SETTINGS = {
-    "visibility_timeout_s": 3,
-    "unacked_restore_interval_s": 1,
-    "unacked_restore_throttle": 1,
-    "unacked_restore_mutex_s": 2,
-    "retry_backoff_max_s": 1.0,
-    "lock_expire_s": 2,
-    "retry_max": 100,
-}
-
 #: Seconds Redis stays down at each restart.
 DOWNTIME_S = 2.0
 
@@ -53,7 +44,7 @@ def test_workers_ride_over_redis_restarts_without_losing_or_doubling(
 ) -> None:
     client = aof_redis.client()
     client.flushall()
-    cluster = cluster_factory(aof_redis.url(), **RESTART_SETTINGS)
+    cluster = cluster_factory(aof_redis.url(), **FAST_REDELIVERY)
     workers = [cluster.start(), cluster.start()]
     app = cluster.app()
     workflows = workflow_mix(160, 40, seed=23)

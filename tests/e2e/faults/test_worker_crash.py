@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from tests.helpers.chaos import (
+    FAST_REDELIVERY,
     ChaosMonkey,
     Cluster,
     Completions,
@@ -33,24 +34,12 @@ from tests.helpers.chaos import (
 )
 from tests.helpers.redis_server import RedisServer
 
-#: Redelivery tuned so the suite does not wait on production timeouts (see docs/guarantees.md):
-#: an abandoned message is redelivered ~3-4 s after the crash, a dead holder's lock frees after 2 s.
-CRASH_SETTINGS = {
-    "visibility_timeout_s": 3,
-    "unacked_restore_interval_s": 1,
-    "unacked_restore_throttle": 1,
-    "unacked_restore_mutex_s": 2,
-    "retry_backoff_max_s": 1.0,
-    "lock_expire_s": 2,
-    "retry_max": 100,
-}
-
 
 @pytest.mark.timeout(240)
 def test_sigkill_of_random_workers_loses_and_doubles_nothing(
     fault_redis: RedisServer, redis_client: redis.Redis, cluster_factory: Callable[..., Cluster]
 ) -> None:
-    cluster = cluster_factory(fault_redis.url(), **CRASH_SETTINGS)
+    cluster = cluster_factory(fault_redis.url(), **FAST_REDELIVERY)
     cluster.start()
     cluster.start()
     app = cluster.app()
