@@ -38,7 +38,8 @@ from tasks.client import run_workflow, send_event
 from tasks.runtime import EXECUTE_TASK
 from tasks.streams import DeadLetter, DeadLetterStore
 from tests.e2e.conftest import StartWorkers
-from tests.helpers.e2e import ALL_QUEUES, INC_SCHEMA, queue_declaration, queue_lengths, wait_until
+from tests.helpers.chaos import publish_raw
+from tests.helpers.e2e import ALL_QUEUES, INC_SCHEMA, queue_lengths, wait_until
 from tests.helpers.worker import WorkerProcess, orch_env
 
 TIMEOUT = 30.0
@@ -87,26 +88,6 @@ def _still_serving(
     assert queue_lengths(client) == dict.fromkeys(ALL_QUEUES, 0)
 
 
-def _publish_raw(app: Celery, queue: str, body: bytes, content_type: str, task_id: str | None) -> None:
-    """Publish ``body`` as is to ``queue`` (with Celery task headers when ``task_id`` is given)."""
-    headers: dict[str, Any] = {}
-    properties: dict[str, Any] = {}
-    if task_id is not None:
-        headers, properties, _, _ = app.amqp.as_task_v2(task_id, EXECUTE_TASK, args=(), kwargs={})
-    declaration = queue_declaration(queue)
-    with app.connection_for_write() as connection:
-        connection.Producer().publish(
-            body,
-            exchange=declaration.exchange,
-            routing_key=queue,
-            content_type=content_type,
-            content_encoding="binary",
-            headers=headers,
-            declare=[declaration],
-            **properties,
-        )
-
-
 @pytest.mark.parametrize("with_task_headers", [True, False])
 def test_undecodable_message(
     worker: WorkerProcess,
@@ -118,7 +99,7 @@ def test_undecodable_message(
 ) -> None:
     body = b"\xc1\xc1 not msgpack " + uuid.uuid4().hex.encode()
     task_id = str(uuid.uuid4()) if with_task_headers else None
-    _publish_raw(client_app, "com.value.read", body, "application/x-msgpack", task_id)
+    publish_raw(client_app, "com.value.read", body, "application/x-msgpack", task_id=task_id)
 
     letter = _wait_dead_letter(
         dead_letters, lambda d: isinstance(d.payload, dict) and d.payload.get("body") == body, "garbage"
@@ -231,7 +212,7 @@ def test_pickle_message_is_dead_lettered_and_never_executed(
     target = tmp_path / "created-by-the-worker"
     body = _task_body(_CreatesFile(target))
     task_id = str(uuid.uuid4())
-    _publish_raw(client_app, "arvo.orc.inc", body, "application/x-python-serialize", task_id)
+    publish_raw(client_app, "arvo.orc.inc", body, "application/x-python-serialize", task_id=task_id)
 
     letter = _wait_dead_letter(dead_letters, lambda d: d.task_id == task_id, "the pickle message")
     assert letter.reason == "rejected-message"

@@ -37,6 +37,7 @@ from tasks import keys
 from tasks.app import create_app
 from tasks.runtime import EXECUTE_TASK
 from tasks.streams import DeadLetter, DeadLetterStore
+from tests.helpers.e2e import queue_declaration
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.worker import WorkerProcess, orch_env, start_worker
 
@@ -204,13 +205,11 @@ def publish_raw(
     With ``task_id``, the message carries Celery protocol 2 task headers for ``task``;
     without, it carries no headers at all.
     """
-    from kombu import Exchange, Queue  # type: ignore[attr-defined]
-
     headers: dict[str, Any] = {}
     properties: dict[str, Any] = {}
     if task_id is not None:
         headers, properties, _, _ = app.amqp.as_task_v2(task_id, task, args=(), kwargs={})
-    declaration = Queue(queue, Exchange(queue), routing_key=queue)  # type: ignore[no-untyped-call]
+    declaration = queue_declaration(queue)
     with app.connection_for_write() as connection:
         connection.Producer().publish(
             body,
