@@ -360,6 +360,17 @@ def _load_raw(raw: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> 
     raise DecodeError(f"cannot decode an ArvoEvent from a {type(raw).__name__}")
 
 
+def _error_field(loc: tuple[int | str, ...]) -> str:
+    """The field a validation error of an ArvoEvent is about, as its sender named it.
+
+    The event is flat: the field is the first part, plus the key for ``data`` and
+    ``extensions``. Deeper parts are pydantic's union-member tags (``executionunits.int``),
+    which name no field of the event.
+    """
+    depth = 2 if loc and loc[0] in ("data", "extensions") else 1
+    return ".".join(str(part) for part in loc[:depth]) or "<event>"
+
+
 def decode_event(raw: bytes | bytearray | memoryview | str | Mapping[str, Any]) -> ArvoEvent:
     """Read an event from msgpack bytes, JSON text/bytes or a flat mapping.
 
@@ -379,7 +390,7 @@ def decode_event(raw: bytes | bytearray | memoryview | str | Mapping[str, Any]) 
         return ArvoEvent.model_validate(obj if isinstance(obj, dict) else dict(obj))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "<event>"
+        where = _error_field(first["loc"])
         raise DecodeError(
             f"Not a valid ArvoEvent: {where}: {first['msg']} ({exc.error_count()} error(s))"
         ) from exc

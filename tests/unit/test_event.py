@@ -474,6 +474,11 @@ def test_decode_event_names_the_field_and_rule() -> None:
         assert info.value.retryable is False
     with pytest.raises(DecodeError, match=r"data: .*JSON serializable"):
         decode_event(msgpack.packb(flat(data={"blob": b"\x00"}), use_bin_type=True))
+    # A union-typed field is named as sent, not by the union member pydantic tried.
+    with pytest.raises(DecodeError, match=r"Not a valid ArvoEvent: executionunits: "):
+        decode_event(flat(executionunits="ten"))
+    with pytest.raises(DecodeError, match=r"Not a valid ArvoEvent: extensions\.x-flag: "):
+        decode_event({**flat(), "extensions": {"x-flag": [1]}})
 
 
 # ----------------------------------------------------------------- property tests
