@@ -35,11 +35,7 @@ def reply_destination(init_event: ArvoEvent) -> str:
 
 def send_event(event: ArvoEvent, app: Celery | None = None) -> None:
     """``execute.delay(event)`` on ``app`` (default: ``tasks.app``), routed by ``event.to``."""
-    if app is None:
-        import tasks
-
-        app = tasks.app
-    app.tasks[EXECUTE_TASK].delay(event)
+    _app_or_default(app).tasks[EXECUTE_TASK].delay(event)
 
 
 def run_workflow(init_event: ArvoEvent, timeout: float = 30.0, app: Celery | None = None) -> ArvoEvent:
@@ -48,10 +44,7 @@ def run_workflow(init_event: ArvoEvent, timeout: float = 30.0, app: Celery | Non
     Raises:
         WorkflowTimeout: nothing arrived for the subject within ``timeout`` seconds.
     """
-    if app is None:
-        import tasks
-
-        app = tasks.app
+    app = _app_or_default(app)
     settings = app.orch_settings
     client = redis_client(settings)
     try:
@@ -69,3 +62,12 @@ def run_workflow(init_event: ArvoEvent, timeout: float = 30.0, app: Celery | Non
         raise WorkflowTimeout(f"workflow {init_event.subject} sent nothing back within {timeout}s")
     finally:
         client.close()
+
+
+def _app_or_default(app: Celery | None) -> Celery:
+    """``app``, or ``tasks.app`` (imported on demand: building it reads the settings)."""
+    if app is not None:
+        return app
+    import tasks
+
+    return tasks.app

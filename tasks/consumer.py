@@ -33,31 +33,23 @@ BODY_KEPT = 4096
 #: pickling to a prefork child fails from ~450 levels, msgpack refuses more than 511.
 MAX_MESSAGE_NESTING = 128
 
-_stores: dict[int, DeadLetterStore] = {}
-_clients: dict[int, redis.Redis] = {}
+#: Per app (this process): the state-Redis client of its consumer and its dead-letter store.
+_consumer_state: dict[int, tuple[redis.Redis, DeadLetterStore]] = {}
 _mutex = threading.Lock()
 
 
-def _client(app: Any) -> redis.Redis:
-    """The state-Redis client of ``app``'s consumer (one per app and process)."""
+def _state(app: Any) -> tuple[redis.Redis, DeadLetterStore]:
+    """The state-Redis client of ``app``'s consumer and its dead-letter store, built once."""
     with _mutex:
-        client = _clients.get(id(app))
-        if client is None:
+        state = _consumer_state.get(id(app))
+        if state is None:
             from tasks.connections import redis_client
 
-            client = _clients[id(app)] = redis_client(app.orch_settings)
-        return client
-
-
-def _store(app: Any) -> DeadLetterStore:
-    client = _client(app)
-    with _mutex:
-        store = _stores.get(id(app))
-        if store is None:
             settings = app.orch_settings
-            store = DeadLetterStore(client, settings.dead_letter_stream, settings.stream_maxlen)
-            _stores[id(app)] = store
-        return store
+            client = redis_client(settings)
+            state = (client, DeadLetterStore(client, settings.dead_letter_stream, settings.stream_maxlen))
+            _consumer_state[id(app)] = state
+        return state
 
 
 def _describe(message: Any) -> dict[str, Any]:
@@ -79,7 +71,7 @@ def dead_letter_message(app: Any, reason: str, message: Any, error: BaseExceptio
     """Store a refused raw message; never raises (the consumer must keep serving)."""
     try:
         task_id = (getattr(message, "headers", None) or {}).get("id")
-        _store(app).add(
+        _state(app)[1].add(
             reason=reason,
             error=f"{type(error).__name__}: {error}" if error is not None else reason,
             payload=_describe(message),
@@ -129,7 +121,7 @@ def _is_poison(app: Any, message: Any) -> bool:
 
     key = keys.attempts(f"{headers.get('id')}:{headers.get('retries') or 0}")
     try:
-        pipe = _client(app).pipeline(transaction=False)
+        pipe = _state(app)[0].pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, ATTEMPTS_TTL_S)
         count, _ = pipe.execute()

@@ -68,7 +68,7 @@ class EventTask(Task):  # type: ignore[misc]
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # noqa: D102
         if args:
             first = args[0]
-            to = first.to if isinstance(first, ArvoEvent) else first.get("to") if isinstance(first, Mapping) else None
+            to = _field(first, "to")
             traceparent = _field(first, "traceparent")
             tracestate = _field(first, "tracestate")
             args = (_event_json(first), *args[1:])
