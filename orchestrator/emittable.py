@@ -43,8 +43,8 @@ class Step:
     event: ArvoEvent
     subject: SubjectContent
     headers: TraceHeaders
-    read: ReadResult | None = None
-    lease: Lease | None = None
+    lease: Lease
+    read: ReadResult
     parent_subject: str | None = None
     init_event_id: str | None = None
     machine: type[ArvoMachine] | None = None

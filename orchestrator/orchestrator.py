@@ -167,18 +167,18 @@ class ArvoOrchestrator:
             ) from None
         if subject.orchestrator.name != self.source:
             return self._ignore("foreign-subject", event)
-        step = Step(event=event, subject=subject, headers=headers)
-        step.lease, read = self._lock_and_read(event)
+        lease, read = self._lock_and_read(event)
+        step = Step(event=event, subject=subject, headers=headers, lease=lease, read=read)
         settle: str | None = None
         try:
-            result = self._locked_step(step, read)
+            result = self._locked_step(step)
             if publish is not None and result.outcome is not StepOutcome.IGNORED:
                 if result.events:
                     publish(result.events)
                 settle = event.id
             return result
         finally:
-            self._unlock(step.lease, settle)
+            self._unlock(lease, settle)
 
     def _unlock(self, lease: Lease, settle: str | None) -> None:
         try:
@@ -235,9 +235,8 @@ class ArvoOrchestrator:
             {"event_id": event.id, "subject": event.subject},
         )
 
-    def _locked_step(self, step: Step, read: ReadResult) -> StepResult:
-        event = step.event
-        step.read = read
+    def _locked_step(self, step: Step) -> StepResult:
+        event, read = step.event, step.read
         if read.consumed:
             pending = [ArvoEvent.model_validate(item) for item in read.pending or ()]
             return StepResult(pending, StepOutcome.DUPLICATE)
@@ -334,9 +333,7 @@ class ArvoOrchestrator:
         }
 
     def _write(self, step: Step, record: dict[str, Any], emitted: list[ArvoEvent]) -> None:
-        event = step.event
-        read = step.read
-        assert read is not None
+        event, read = step.event, step.read
         self._transaction(
             TransactionCause.WRITE_FAILURE,
             "writing state",
@@ -354,7 +351,6 @@ class ArvoOrchestrator:
     def _fail(self, step: Step, error: Exception) -> StepResult:
         """User code failed: keep the last good state, record the error, answer with errors."""
         events = self._emit.system_errors(step, error)
-        assert step.read is not None
         previous = step.read.record or {
             "schemaVersion": RECORD_SCHEMA_VERSION,
             "initEventId": step.init_event_id,
