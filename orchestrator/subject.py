@@ -176,6 +176,11 @@ class SubjectContent(BaseModel):
     def _freeze_meta(cls, value: dict[str, str]) -> dict[str, str]:
         return _ReadOnlyDict(value)
 
+    @property
+    def reply_to(self) -> str:
+        """Where the workflow reports its completion and errors: ``meta.redirectto``, else its initiator."""
+        return self.meta.get("redirectto") or self.execution.initiator
+
 
 def _describe(exc: ValidationError) -> str:
     return "; ".join(

@@ -29,8 +29,7 @@ class WorkflowTimeout(OrchestratorError, TimeoutError):
 
 def reply_destination(init_event: ArvoEvent) -> str:
     """Where the workflow started by ``init_event`` sends its completion and errors."""
-    subject = OrchestrationSubject.parse(init_event.subject)
-    return subject.meta.get("redirectto") or subject.execution.initiator
+    return OrchestrationSubject.parse(init_event.subject).reply_to
 
 
 def send_event(event: ArvoEvent, app: Celery | None = None) -> None:
