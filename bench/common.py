@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import timeit
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,16 @@ def write_results(part: str, data: dict[str, Any], markdown: str, json_path: Pat
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     path.with_suffix(".md").write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return path
+
+
+def report(
+    part: str, data: dict[str, Any], markdown: Callable[[dict[str, Any]], str], json_path: Path | None
+) -> dict[str, Any]:
+    """End of a part's ``main``: render its markdown, write both files, print the table; the data."""
+    text = markdown(data)
+    write_results(part, data, text, json_path)
+    print(text)
+    return data
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

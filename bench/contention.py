@@ -139,8 +139,4 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main(values: int, repeats: int, json_path: Path | None) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    data = run(values, repeats)
-    text = markdown(data)
-    common.write_results("contention", data, text, json_path)
-    print(text)
-    return data
+    return common.report("contention", run(values, repeats), markdown, json_path)

@@ -306,8 +306,4 @@ def markdown(data: dict[str, Any]) -> str:
 def main(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
          json_path: Path | None) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    data = run(increment, fanout, inflight, pool, layout, rounds)
-    text = markdown(data)
-    common.write_results("distributed", data, text, json_path)
-    print(text)
-    return data
+    return common.report("distributed", run(increment, fanout, inflight, pool, layout, rounds), markdown, json_path)

@@ -253,8 +253,4 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main(workflows: int, json_path: Path | None, runs: int = RUNS, warmup: int = WARMUP) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table; return the JSON document."""
-    data = run(workflows, runs=runs, warmup=warmup)
-    text = markdown(data)
-    common.write_results("inprocess", data, text, json_path)
-    print(text)
-    return data
+    return common.report("inprocess", run(workflows, runs=runs, warmup=warmup), markdown, json_path)

@@ -250,8 +250,4 @@ def markdown(data: dict[str, Any]) -> str:
 
 def main(increment: int, fanout: int, json_path: Path | None) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    data = run(increment, fanout)
-    text = markdown(data)
-    common.write_results("redis-cost", data, text, json_path)
-    print(text)
-    return data
+    return common.report("redis-cost", run(increment, fanout), markdown, json_path)
