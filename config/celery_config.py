@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from config.settings import Settings, parse_redis_url
+from config.settings import RedisEndpoint, Settings, parse_redis_url
 
 #: The only content types a worker deserializes. Pickle is registered in kombu but never
 #: accepted: a pickle body would let whoever can write to the broker run code in the worker.
@@ -87,9 +87,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # its unacked bookkeeping, and a worker exits on a queue item that is not an envelope;
         # this subclass reserves atomically and dead-letters such items (see its docstring).
         config["broker_transport"] = RELIABLE_REDIS_TRANSPORT
-    if settings.broker.tls and "ssl_cert_reqs" not in settings.broker.query:
-        # kombu refuses rediss:// without an explicit certificate policy; verify by default.
-        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    broker_tls = _verified_tls(settings.broker)
+    if broker_tls is not None:
+        config["broker_use_ssl"] = broker_tls
     if settings.result_backend is not None:
         config["result_backend"] = settings.result_backend
         config["result_backend_transport_options"] = dict(transport_options)
@@ -101,9 +101,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def _redis_backend_tls(url: str) -> dict[str, Any] | None:
     """TLS options for a ``rediss://`` result backend that does not set them in its URL."""
-    if not url.startswith("rediss://"):
-        return None
-    endpoint = parse_redis_url(url)
-    if "ssl_cert_reqs" in endpoint.query:
-        return None
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return _verified_tls(parse_redis_url(url)) if url.startswith("rediss://") else None
+
+
+def _verified_tls(endpoint: RedisEndpoint) -> dict[str, Any] | None:
+    """Certificate verification for a TLS endpoint whose URL sets no policy, else None.
+
+    kombu and the Redis result backend refuse ``rediss://`` without an explicit
+    ``ssl_cert_reqs``; the safe default is to verify.
+    """
+    if endpoint.tls and "ssl_cert_reqs" not in endpoint.query:
+        return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return None
