@@ -14,7 +14,9 @@ know the tree.
     │   ├── ConfigViolation             wrong handler, unknown version, unresolvable machine
     │   ├── ExecutionViolation          invalid subject, bad parentSubject$$, machine misuse
     │   └── TransactionViolation        lock / read / write of machine memory failed (retryable)
-    └── DecodeError                     a message on the wire that is not an ArvoEvent
+    ├── DecodeError                     a message on the wire that is not an ArvoEvent
+    ├── tasks.client.WorkflowTimeout    a workflow sent nothing back in time (retryable)
+    └── tasks.startup.StartupError      a worker's Redis refuses it for good (exit 78)
 
 ``ViolationError`` mirrors arvo-event-handler's structural violation check: it carries
 ``violation_type`` and its ``str()`` is ``ViolationError<Type> message``.

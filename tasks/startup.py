@@ -24,6 +24,7 @@ import redis
 from celery import signals
 
 from config.settings import redact_url
+from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -39,7 +40,7 @@ EXIT_CODE = 78
 _FATAL_REPLIES = ("WRONGPASS", "NOAUTH", "NOPERM", "AUTH", "invalid password", "DB index is out of range")
 
 
-class StartupError(RuntimeError):
+class StartupError(OrchestratorError, RuntimeError):
     """The worker must not start: the message says which Redis and why."""
 
 
