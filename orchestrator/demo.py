@@ -19,7 +19,13 @@ from orchestrator.subject import OrchestrationSubject
 CLIENT = "com.demo.client"
 
 
-def init_event(orchestrator: str, dataschema: str, data: dict[str, Any], source: str = CLIENT) -> ArvoEvent:
+def init_event(
+    orchestrator: str,
+    dataschema: str,
+    data: dict[str, Any],
+    source: str = CLIENT,
+    accesscontrol: str | None = None,
+) -> ArvoEvent:
     """An init event for a new root workflow of ``orchestrator`` (version 1.0.0)."""
     subject = OrchestrationSubject.new(orchestrator=orchestrator, version="1.0.0", initiator=source)
     return create_arvo_event(
@@ -28,6 +34,7 @@ def init_event(orchestrator: str, dataschema: str, data: dict[str, Any], source:
         subject=subject,
         data={"parentSubject$$": None, **data},
         dataschema=dataschema,
+        accesscontrol=accesscontrol,
     )
 
 

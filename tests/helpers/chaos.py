@@ -31,8 +31,8 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from config.settings import Settings
-from orchestrator.event import ArvoEvent, create_arvo_event
-from orchestrator.subject import OrchestrationSubject
+from orchestrator import demo
+from orchestrator.event import ArvoEvent
 from tasks import keys
 from tasks.app import create_app
 from tasks.runtime import EXECUTE_TASK
@@ -106,15 +106,7 @@ def init_event(
     orchestrator: str, dataschema: str, data: dict[str, Any], *, accesscontrol: str | None = None
 ) -> ArvoEvent:
     """An init event of a new root workflow started by :data:`CLIENT`."""
-    subject = OrchestrationSubject.new(orchestrator=orchestrator, version="1.0.0", initiator=CLIENT)
-    return create_arvo_event(
-        source=CLIENT,
-        type=orchestrator,
-        subject=subject,
-        data={"parentSubject$$": None, **data},
-        dataschema=dataschema,
-        accesscontrol=accesscontrol,
-    )
+    return demo.init_event(orchestrator, dataschema, data, source=CLIENT, accesscontrol=accesscontrol)
 
 
 def increment_workflow(key: str, modifier: int, *, accesscontrol: str | None = None) -> Workflow:
