@@ -17,7 +17,7 @@ from celery import Celery
 
 from tasks.app import create_app
 from tests.helpers.e2e import settings_for
-from tests.helpers.redis_server import RedisServer, RedisServerError
+from tests.helpers.redis_server import RedisServer, start_or_fail
 from tests.helpers.worker import WorkerProcess, start_worker
 
 StartWorkers = Callable[..., list[WorkerProcess]]
@@ -26,11 +26,7 @@ StartWorkers = Callable[..., list[WorkerProcess]]
 @pytest.fixture(scope="module")
 def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A ``redis-server`` of this module's own (broker and state), stopped after the module."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        server.start()
-    except RedisServerError as exc:
-        pytest.fail(f"end-to-end tests need a redis-server: {exc}", pytrace=False)
+    server = start_or_fail(RedisServer(tmp_path_factory.mktemp("redis")), "End-to-end tests")
     yield server
     server.stop()
 

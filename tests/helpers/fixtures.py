@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers.redis_server import RedisServer, RedisServerError, external_url_from_env
+from tests.helpers.redis_server import RedisServer, external_url_from_env, start_or_fail
 from tests.helpers.worker import WorkerProcess, orch_env, start_worker
 
 
@@ -49,11 +49,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     if external is not None:
         yield _ExternalRedis(external)
         return
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    try:
-        server.start()
-    except RedisServerError as exc:
-        pytest.fail(f"Integration tests need a redis-server: {exc}", pytrace=False)
+    server = start_or_fail(RedisServer(tmp_path_factory.mktemp("redis")), "Integration tests")
     yield server
     server.stop()
 

@@ -177,3 +177,13 @@ class RedisServer:
 def external_url_from_env(name: str = "ARVO_TEST_REDIS_URL") -> str | None:
     """A Redis to use instead of starting one (it will be FLUSHALLed), or None."""
     return os.environ.get(name) or None
+
+
+def start_or_fail(server: RedisServer, needed_by: str) -> RedisServer:
+    """Start ``server``; when it cannot start, fail the test (never a skip) saying why."""
+    import pytest
+
+    try:
+        return server.start()
+    except RedisServerError as exc:
+        pytest.fail(f"{needed_by} cannot start a redis-server: {exc}", pytrace=False)

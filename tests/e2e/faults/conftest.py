@@ -14,15 +14,11 @@ import pytest
 import redis
 
 from tests.helpers.chaos import Cluster
-from tests.helpers.redis_server import RedisServer, RedisServerError
+from tests.helpers.redis_server import RedisServer, start_or_fail
 
 
 def _start(directory: Path, *, appendonly: bool) -> RedisServer:
-    server = RedisServer(directory, appendonly=appendonly)
-    try:
-        return server.start()
-    except RedisServerError as exc:
-        pytest.fail(f"The fault suite needs a redis-server: {exc}", pytrace=False)
+    return start_or_fail(RedisServer(directory, appendonly=appendonly), "The fault suite")
 
 
 @pytest.fixture(scope="module")

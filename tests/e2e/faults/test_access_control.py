@@ -35,7 +35,7 @@ from tests.helpers.chaos import (
     increment_workflow,
     publish,
 )
-from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer, start_or_fail
 from tests.helpers.worker import orch_env, start_worker
 
 PASSWORD = "s3cret-Pa55word"
@@ -45,7 +45,7 @@ TENANTS = ("role=auditor;tenant=42", "tenant=7;scope=read")
 @pytest.fixture(scope="module")
 def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordRedisServer]:
     server = PasswordRedisServer(tmp_path_factory.mktemp("redis-password"), PASSWORD)
-    server.start()
+    start_or_fail(server, "The access-control scenario")
     yield server
     server.stop()
 
