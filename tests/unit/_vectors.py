@@ -1,7 +1,7 @@
-"""Load the recorded Arvo wire vectors (``/work/shared/vectors/arvo-wire.json``).
+"""Load the recorded Arvo wire vectors (``tests/vectors/arvo-wire.json``).
 
-The vectors live next to the repository (``<repo>/../shared/vectors``), not inside it. A missing
-file is an error, never a skip: these tests are the proof of wire compatibility.
+The vectors were recorded from the TypeScript original (see ``tests/vectors/README.md``). A
+missing file is an error, never a skip: these tests are the proof of wire compatibility.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: ``<repo>/../shared/vectors/arvo-wire.json``; this file is ``<repo>/tests/unit/_vectors.py``.
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "arvo-wire.json"
+#: ``<repo>/tests/vectors/arvo-wire.json``; this file is ``<repo>/tests/unit/_vectors.py``.
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "vectors" / "arvo-wire.json"
 
 
 @functools.cache
