@@ -15,8 +15,15 @@ know the tree.
     │   ├── ExecutionViolation          invalid subject, bad parentSubject$$, machine misuse
     │   └── TransactionViolation        lock / read / write of machine memory failed (retryable)
     ├── DecodeError                     a message on the wire that is not an ArvoEvent
+    ├── InvalidSubject                  not an ArvoOrchestrationSubject, or an empty subject
+    ├── InvalidRecord                   a memory was asked to store no record
+    ├── tasks.runtime.RetryLater        try this message again later (lock busy, Redis down)
     ├── tasks.client.WorkflowTimeout    a workflow sent nothing back in time (retryable)
-    └── tasks.startup.StartupError      a worker's Redis refuses it for good (exit 78)
+    └── tasks.worker.startup.StartupError  a worker's Redis refuses it for good (exit 78)
+
+The last three belong to the Celery runtime and live there, so the core never imports it; they
+derive from :class:`OrchestratorError` all the same. ``InvalidSubject``, ``InvalidRecord``,
+``DecodeError`` and ``DefinitionError`` are also ``ValueError`` s.
 
 ``ViolationError`` mirrors arvo-event-handler's structural violation check: it carries
 ``violation_type`` and its ``str()`` is ``ViolationError<Type> message``.
@@ -133,3 +140,7 @@ def is_transaction_violation(error: BaseException, cause: TransactionCause | Non
 
 class InvalidSubject(OrchestratorError, ValueError):
     """A string is not a valid ArvoOrchestrationSubject, or subject content is invalid."""
+
+
+class InvalidRecord(OrchestratorError, ValueError):
+    """A machine memory was asked to write no record (Arvo: "Data is required")."""

@@ -17,10 +17,12 @@ routing (10.13); domains are de-duplicated after resolution (10.12); silent drop
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,16 +44,18 @@ from orchestrator.errors import (
 from orchestrator.event import ArvoEvent
 from orchestrator.machine import ArvoMachine
 from orchestrator.memory.base import Lease, LockAndReadMemory, MachineMemory, ReadResult
+from orchestrator.record import MachineRef, RecordedError, WorkflowRecord
 from orchestrator.registry import MachineRegistry
-from orchestrator.subject import OrchestrationSubject
-from orchestrator.telemetry import TraceHeaders, execution_span
+from orchestrator.subject import OrchestrationSubject, SubjectContent
+from orchestrator.telemetry import execution_span
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Version of the persisted record layout.
-RECORD_SCHEMA_VERSION = 1
+#: How long a finished workflow's record, consumed ids and outbox are kept (7 days), unless
+#: the orchestrator is given another retention.
+DEFAULT_RETENTION_S = 7 * 24 * 3600
 
 
 class StepOutcome(StrEnum):
@@ -88,7 +92,10 @@ class ArvoOrchestrator:
         executionunits: float = 0,
         default_domains: Mapping[str, tuple[str | None, ...]] | None = None,
         engine: MachineExecutionEngine | None = None,
+        retention_s: int = DEFAULT_RETENTION_S,
     ) -> None:
+        if retention_s < 1:
+            raise ValueError(f"retention_s must be at least 1 second, got {retention_s}")
         self.registry = MachineRegistry(machines)
         self.memory = memory
         #: The same memory when it can lock and read in one call (Redis: one round trip less).
@@ -102,6 +109,8 @@ class ArvoOrchestrator:
         self._emit = EmittableBuilder(self.source, executionunits, default_domains, latest_contract)
         #: Counts of ignored events by reason (Arvo drops them with only a log line).
         self.ignored: Counter[str] = Counter()
+        #: Seconds a finished workflow's keys are kept (a deployment sets it from its settings).
+        self.retention_s = retention_s
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -111,38 +120,61 @@ class ArvoOrchestrator:
         The events count as published once returned, so the outbox is settled with the unlock.
         A redelivered event returns nothing new.
         """
-        result = self.process(event, publish=_handed_over)
-        return [] if result.outcome is StepOutcome.DUPLICATE else result.events
+        with self.step(event) as result:
+            return [] if result.outcome is StepOutcome.DUPLICATE else result.events
+
+    def process(self, event: ArvoEvent) -> StepResult:
+        """Run one step and leave its outbox unsettled until :meth:`settle`.
+
+        For callers that publish after the lock is released; a crash before ``settle`` then
+        leaves the events in the outbox, and a redelivered event gets them back.
+        """
+        with self.step(event, settle=False) as result:
+            return result
 
     def settle(self, event: ArvoEvent) -> None:
-        """Mark the events produced for ``event`` as published (when not done by ``process``)."""
+        """Mark the events produced for ``event`` as published (when not done by ``step``)."""
         self.memory.settle(event.subject, event.id)
 
-    def process(
-        self, event: ArvoEvent, publish: Callable[[list[ArvoEvent]], object] | None = None
-    ) -> StepResult:
-        """Run one orchestration step for ``event``.
+    @contextmanager
+    def step(self, event: ArvoEvent, *, settle: bool = True) -> Iterator[StepResult]:
+        """Run one orchestration step for ``event``, holding the subject's lock until the block ends.
 
-        Args:
-            event: the event to apply.
-            publish: called with the step's events (new ones, or for a redelivered event the
-                ones never settled) while the subject's lock is still held; when it returns,
-                the outbox is settled in the same call that releases the lock. Without it the
-                outbox stays until :meth:`settle`, so a crash can never lose the events.
+        The caller publishes ``result.events`` inside the ``with`` block (for a redelivered
+        event: the step's events that were never settled), so they leave while no other step
+        of the subject can run. Leaving the block normally releases the lock and, with
+        ``settle``, marks the outbox published in the same call; leaving it with an exception
+        releases the lock and keeps the outbox, so a redelivery publishes the events again.
 
         Raises:
             ExecutionViolation: the subject is not an orchestration subject, bad parentSubject$$.
             ConfigViolation: no machine for the subject's version, event not in any contract.
             ContractViolation: input or emitted data does not satisfy a contract.
             TransactionViolation: lock busy, memory unreachable, or a write conflict (retryable).
-            Exception: whatever ``publish`` raised (the outbox is then left unsettled).
         """
         with execution_span(f"Orchestrator<{self.source}>", event, "orchestrator") as span:
             try:
-                return self._process(event, span.headers, publish)
+                subject = self._parse_subject(event)
+                if subject.orchestrator.name != self.source:
+                    yield self._ignore("foreign-subject", event)
+                    return
+                lease, read = self._lock_and_read(event)
             except ViolationError as error:
                 span.record_error(error)
                 raise
+            published = False
+            try:
+                try:
+                    result = self._locked_step(
+                        Step(event=event, subject=subject, headers=span.headers, lease=lease, read=read)
+                    )
+                except ViolationError as error:
+                    span.record_error(error)
+                    raise
+                yield result
+                published = settle and result.outcome is not StepOutcome.IGNORED
+            finally:
+                self._unlock(lease, event.id if published else None)
 
     # -- pipeline -----------------------------------------------------------------------------
 
@@ -151,34 +183,16 @@ class ArvoOrchestrator:
         logger.info("orchestrator %s ignored event %s (%s): %s", self.source, event.id, event.type, reason)
         return StepResult([], StepOutcome.IGNORED, reason)
 
-    def _process(
-        self,
-        event: ArvoEvent,
-        headers: TraceHeaders,
-        publish: Callable[[list[ArvoEvent]], object] | None,
-    ) -> StepResult:
+    @staticmethod
+    def _parse_subject(event: ArvoEvent) -> SubjectContent:
         try:
-            subject = OrchestrationSubject.parse(event.subject)
+            return OrchestrationSubject.parse(event.subject)
         except ValueError:
             raise ExecutionViolation(
                 f"Invalid event (id={event.id}) subject format. Expected an ArvoOrchestrationSubject but "
                 f"received '{event.subject}'. The subject must follow the format specified by "
                 "ArvoOrchestrationSubject schema"
             ) from None
-        if subject.orchestrator.name != self.source:
-            return self._ignore("foreign-subject", event)
-        lease, read = self._lock_and_read(event)
-        step = Step(event=event, subject=subject, headers=headers, lease=lease, read=read)
-        settle: str | None = None
-        try:
-            result = self._locked_step(step)
-            if publish is not None and result.outcome is not StepOutcome.IGNORED:
-                if result.events:
-                    publish(result.events)
-                settle = event.id
-            return result
-        finally:
-            self._unlock(lease, settle)
 
     def _unlock(self, lease: Lease, settle: str | None) -> None:
         try:
@@ -240,36 +254,33 @@ class ArvoOrchestrator:
         if read.consumed:
             pending = [ArvoEvent.model_validate(item) for item in read.pending or ()]
             return StepResult(pending, StepOutcome.DUPLICATE)
-        record = read.record
-        if record is not None and record.get("executionStatus") == "failure":
+        record = WorkflowRecord.from_dict(read.record) if read.record is not None else None
+        if record is not None and record.failed:
             return self._ignore("workflow-failed", event)
         if record is None and event.type != self.source:
             return self._ignore("no-workflow", event)
         if record is not None and event.type == self.source:
             return self._ignore("already-initialised", event)
-        if record is not None and record.get("status") == "done":
+        if record is not None and record.finished:
             return self._ignore("workflow-done", event)
         if record is None:
             step.parent_subject = self._init_parent_subject(event)
             step.init_event_id = event.id
         else:
-            step.parent_subject = record.get("parentSubject")
-            step.init_event_id = record.get("initEventId")
+            step.parent_subject = record.parent_subject
+            step.init_event_id = record.init_event_id
         step.machine = self.registry.resolve(
             step.subject.orchestrator.name, step.subject.orchestrator.version
         )
         data = self._validate_input(step.machine, event)
         try:
-            result = self._engine.execute(
-                step.machine, event, record["state"] if record is not None else None, data
-            )
+            result = self._engine.execute(step.machine, event, record.state if record is not None else None, data)
             emitted = self._emit.step_events(step, result)
         except ViolationError:
             raise
         except Exception as error:
-            return self._fail(step, error)
-        record = self._record(step, result, emitted)
-        self._write(step, record, emitted)
+            return self._fail(step, record, error)
+        self._write(step, self._record(step, result, emitted))
         return StepResult(emitted, StepOutcome.APPLIED)
 
     def _init_parent_subject(self, event: ArvoEvent) -> str | None:
@@ -315,70 +326,65 @@ class ArvoOrchestrator:
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def _record(self, step: Step, result: ExecutionResult, emitted: list[ArvoEvent]) -> dict[str, Any]:
+    def _record(self, step: Step, result: ExecutionResult, emitted: list[ArvoEvent]) -> WorkflowRecord:
         machine = step.machine
         assert machine is not None
-        return {
-            "schemaVersion": RECORD_SCHEMA_VERSION,
-            "executionStatus": "normal",
-            "initEventId": step.init_event_id,
-            "subject": step.event.subject,
-            "parentSubject": step.parent_subject,
-            "status": result.status,
-            "value": result.snapshot["configuration"],
-            "state": result.snapshot,
-            "events": {"consumed": step.event.to_json(), "produced": [e.to_json() for e in emitted]},
-            "machine": {"name": machine.source, "version": machine.version, "class": machine.__qualname__},
-            "error": None,
-        }
+        return WorkflowRecord(
+            subject=step.event.subject,
+            init_event_id=step.init_event_id,
+            parent_subject=step.parent_subject,
+            status=result.status,
+            value=result.snapshot["configuration"],
+            state=result.snapshot,
+            consumed=step.event.to_json(),
+            produced=[e.to_json() for e in emitted],
+            machine=MachineRef(machine.source, machine.version, machine.__qualname__),
+        )
 
-    def _write(self, step: Step, record: dict[str, Any], emitted: list[ArvoEvent]) -> None:
+    def _write(self, step: Step, record: WorkflowRecord) -> None:
         event, read = step.event, step.read
+        stored = record.to_dict()
         self._transaction(
             TransactionCause.WRITE_FAILURE,
             "writing state",
             event,
             lambda: self.memory.write(
                 event.subject,
-                record,
+                stored,
                 prev_version=read.version,
                 lease=step.lease,
                 event_id=event.id,
-                outbox=record["events"]["produced"] if emitted else None,
+                outbox=record.produced or None,
+                expire_after_s=self.retention_s if record.finished else None,
             ),
         )
 
-    def _fail(self, step: Step, error: Exception) -> StepResult:
+    def _fail(self, step: Step, previous: WorkflowRecord | None, error: Exception) -> StepResult:
         """User code failed: keep the last good state, record the error, answer with errors."""
         events = self._emit.system_errors(step, error)
-        previous = step.read.record or {
-            "schemaVersion": RECORD_SCHEMA_VERSION,
-            "initEventId": step.init_event_id,
-            "subject": step.event.subject,
-            "parentSubject": step.parent_subject,
-            "status": None,
-            "value": None,
-            "state": None,
-        }
-        record = {
-            **previous,
-            "executionStatus": "failure",
-            "error": {
-                "name": type(error).__name__,
-                "message": str(error),
-                "stack": "".join(traceback.format_exception(error)),
-            },
-            "failedAt": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "failedEventId": step.event.id,
-            "events": {"consumed": step.event.to_json(), "produced": [e.to_json() for e in events]},
-        }
+        last_good = previous or WorkflowRecord(
+            subject=step.event.subject,
+            init_event_id=step.init_event_id,
+            parent_subject=step.parent_subject,
+            status=None,
+            value=None,
+            state=None,
+            consumed={},
+            produced=[],
+            machine=None,
+        )
+        record = dataclasses.replace(
+            last_good,
+            execution_status="failure",
+            error=RecordedError(type(error).__name__, str(error), "".join(traceback.format_exception(error))),
+            failed_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            failed_event_id=step.event.id,
+            consumed=step.event.to_json(),
+            produced=[e.to_json() for e in events],
+        )
         logger.warning("workflow %s failed on event %s: %r", step.event.subject, step.event.id, error)
-        self._write(step, record, events)
+        self._write(step, record)
         return StepResult(events, StepOutcome.FAILED)
-
-
-def _handed_over(events: list[ArvoEvent]) -> None:
-    """``publish`` of in-process callers: returning the events is publishing them."""
 
 
 def create_orchestrator(
@@ -387,6 +393,7 @@ def create_orchestrator(
     memory: MachineMemory,
     executionunits: float = 0,
     default_domains: Mapping[str, tuple[str | None, ...]] | None = None,
+    retention_s: int = DEFAULT_RETENTION_S,
 ) -> ArvoOrchestrator:
     """Build an orchestrator over machines of one contract (distinct versions)."""
-    return ArvoOrchestrator(machines, memory, executionunits, default_domains)
+    return ArvoOrchestrator(machines, memory, executionunits, default_domains, retention_s=retention_s)

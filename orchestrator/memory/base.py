@@ -21,11 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from orchestrator.errors import InvalidRecord, InvalidSubject
+
 
 def require_subject(subject: str, operation: str) -> None:
     """Refuse an empty subject with Arvo's message (spec 9 #102), for every implementation."""
     if not subject:
-        raise ValueError(f"Machine ID is required for {operation} operation")
+        raise InvalidSubject(f"Machine ID is required for {operation} operation")
+
+
+def require_record(record: dict[str, Any] | None) -> None:
+    """Refuse to write no record, with Arvo's message, for every implementation."""
+    if record is None:
+        raise InvalidRecord("Data is required for write operation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +95,16 @@ class MachineMemory(Protocol):
         lease: Lease | None,
         event_id: str | None = None,
         outbox: list[dict[str, Any]] | None = None,
+        expire_after_s: int | None = None,
     ) -> int:
         """Store ``record`` if the stored version is still ``prev_version``; return the new one.
 
         Also marks ``event_id`` consumed and stores ``outbox`` under it, atomically with the
-        record. Raises ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or when
-        ``lease`` no longer holds the lock.
+        record. With ``expire_after_s`` the subject's record, consumed ids and outbox are
+        forgotten that many seconds later (the caller decided the workflow is finished);
+        without it they are kept until a later write says otherwise. Raises
+        ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or when ``lease`` no
+        longer holds the lock.
         """
         ...
 

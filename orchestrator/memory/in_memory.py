@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory.base import Lease, ReadResult, require_subject
+from orchestrator.memory.base import Lease, ReadResult, require_record, require_subject
 
 #: Default lock time to live, seconds.
 DEFAULT_LOCK_TTL = 30.0
@@ -52,6 +52,8 @@ class InMemoryMachineMemory:
         self._locks: dict[str, tuple[str, float]] = {}
         self._consumed: dict[str, set[str]] = {}
         self._outbox: dict[tuple[str, str], bytes] = {}
+        #: Clock time after which a finished subject is forgotten.
+        self._expires: dict[str, float] = {}
 
     def lock(self, subject: str) -> Lease | None:
         """Take the lock unless a live lease holds it."""
@@ -80,6 +82,7 @@ class InMemoryMachineMemory:
         """Return a deep copy of the record, its version and the consumed/pending state."""
         require_subject(subject, "read")
         with self._mutex:
+            self._forget_if_expired(subject, self._clock())
             version, record = self._records.get(subject, (0, None))
             consumed = event_id is not None and event_id in self._consumed.get(subject, ())
             pending = self._outbox.get((subject, event_id)) if consumed and event_id else None
@@ -99,15 +102,16 @@ class InMemoryMachineMemory:
         lease: Lease | None,
         event_id: str | None = None,
         outbox: list[dict[str, Any]] | None = None,
+        expire_after_s: int | None = None,
     ) -> int:
-        """Compare-and-set the record, fenced by ``lease``; record consumption and outbox."""
+        """Compare-and-set the record, fenced by ``lease``; record consumption, outbox, expiry."""
         require_subject(subject, "write")
-        if record is None:
-            raise ValueError("Data is required for write operation")
+        require_record(record)
         blob = _pack(record)
         packed_outbox = _pack(outbox) if outbox else None
         now = self._clock()
         with self._mutex:
+            self._forget_if_expired(subject, now)
             if lease is not None:
                 held = self._locks.get(subject)
                 if held is None or held[0] != lease.token or held[1] <= now:
@@ -123,11 +127,28 @@ class InMemoryMachineMemory:
                 )
             new_version = current + 1
             self._records[subject] = (new_version, blob)
+            if expire_after_s is not None:
+                self._expires[subject] = now + expire_after_s
+            else:
+                self._expires.pop(subject, None)
             if event_id is not None:
                 self._consumed.setdefault(subject, set()).add(event_id)
                 if packed_outbox is not None:
                     self._outbox[(subject, event_id)] = packed_outbox
             return new_version
+
+    def _forget_if_expired(self, subject: str, now: float) -> None:
+        """Drop a finished subject whose retention has passed (called with the mutex held)."""
+        expires = self._expires.get(subject)
+        if expires is not None and expires <= now:
+            self._drop(subject)
+
+    def _drop(self, subject: str) -> None:
+        self._records.pop(subject, None)
+        self._consumed.pop(subject, None)
+        self._expires.pop(subject, None)
+        for key in [k for k in self._outbox if k[0] == subject]:
+            del self._outbox[key]
 
     def settle(self, subject: str, event_id: str) -> None:
         """Drop the outbox of a published step."""
@@ -142,9 +163,7 @@ class InMemoryMachineMemory:
                 self._locks.clear()
                 self._consumed.clear()
                 self._outbox.clear()
+                self._expires.clear()
                 return
-            self._records.pop(subject, None)
             self._locks.pop(subject, None)
-            self._consumed.pop(subject, None)
-            for key in [k for k in self._outbox if k[0] == subject]:
-                del self._outbox[key]
+            self._drop(subject)
