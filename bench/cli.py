@@ -29,10 +29,20 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="part")
 
-    inproc = sub.add_parser("inprocess", help="example workflows on the LocalBroker vs the TypeScript figures")
-    inproc.add_argument("--workflows", type=int, default=2000, help="timed workflows per run (default 2000)")
-    inproc.add_argument("--runs", type=int, default=3, help="runs; the median is reported (default 3)")
+    inproc = sub.add_parser(
+        "inprocess", help="example workflows on the LocalBroker; with --arvo, interleaved with the TypeScript original"
+    )
+    inproc.add_argument("--workflows", type=positive, default=2000, help="timed workflows per run (default 2000)")
+    inproc.add_argument(
+        "--rounds", "--runs", type=positive, default=3, dest="rounds",
+        help="rounds (ours, then the original's with --arvo); the median is reported (default 3)",
+    )
     inproc.add_argument("--warmup", type=int, default=200, help="warm-up workflows per run (default 200)")
+    inproc.add_argument(
+        "--arvo", type=Path, default=None, metavar="FOLDER",
+        help="the original's benchmark folder (with its `run` script): run it interleaved with ours and report "
+        "ratios; without it, ours alone and no comparison",
+    )
     inproc.add_argument("--json", type=Path, default=None, help="where to write the JSON")
 
     dist = sub.add_parser("distributed", help="Celery + Redis, 2 workers, vs raw Celery chains of the same shape")
@@ -59,6 +69,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one part, or all of them; return the exit code."""
     args = parser().parse_args(argv)
@@ -67,7 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part == "inprocess":
         from bench import inprocess
 
-        inprocess.main(args.workflows, args.json, runs=args.runs, warmup=args.warmup)
+        try:
+            inprocess.main(args.workflows, args.json, rounds=args.rounds, warmup=args.warmup, arvo=args.arvo)
+        except inprocess.ArvoError as error:
+            print(f"python -m bench inprocess: {error}", file=sys.stderr)
+            return error.exit_code
     elif args.part == "distributed":
         from bench import distributed
 

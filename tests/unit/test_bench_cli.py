@@ -1,14 +1,19 @@
-"""``python -m bench inprocess`` writes the JSON document the README and the issue promise.
+"""``python -m bench inprocess``: what it writes, how it fails, and how it compares with the original.
 
-Only the shape is checked (keys present, figures positive): timings depend on the machine, so
-no test here asserts a speed.
+No test here asserts a speed (timings depend on the machine) and none runs Node: the original's
+benchmark is stood in for by a small shell script that writes a JSON document of the same shape.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from bench import inprocess
 from bench.cli import main
 
 WORKFLOW_KEYS = {
@@ -18,23 +23,165 @@ WORKFLOW_KEYS = {
     "us_per_orchestrator_step_p99",
     "us_per_handler_call",
 }
+CHEAP = ["inprocess", "--workflows", "20", "--warmup", "10", "--rounds", "1"]
 
 
-def test_inprocess_writes_the_promised_json(tmp_path: Path) -> None:
+def _arvo_document(speed: float, step_us: float, handler_us: float) -> dict[str, Any]:
+    """A JSON document shaped like the original benchmark's ``--json-out`` file."""
+    def result(variant: str, orchestrator: int, handler: int) -> dict[str, Any]:
+        return {
+            "variant": variant, "mode": "broker-nodelay", "N": 20,
+            "workflows_per_s": speed, "mean_us_per_orchestrator_execute": step_us,
+            "mean_us_per_handler_execute": handler_us,
+            "orchestrator_executions": orchestrator * 20, "handler_executions": handler * 20,
+        }
+
+    return {
+        "meta": {"node": "v0-test", "arvo_core": "test", "arvo_event_handler": "test", "otel": {"mode": "async-hooks"}},
+        "results": [result("simple", 3, 2), result("fanout", 11, 10)],
+        "process_memory_end": {"rss": 100 * 2**20, "heapUsed": 1},
+    }
+
+
+def _fake_arvo(folder: Path, document: dict[str, Any] | None, exit_code: int = 0) -> Path:
+    """A folder with a ``run`` script that writes ``document`` to its ``--json-out``, or fails."""
+    folder.mkdir()
+    (folder / "doc.json").write_text(json.dumps(document), encoding="utf-8")
+    script = folder / "run"
+    script.write_text(
+        "#!/bin/sh\n"
+        'here=$(dirname "$0")\n'
+        'echo "$ARVO_ANCHOR_HOME" >> "$here/homes.txt"\n'
+        f'if [ {exit_code} -ne 0 ]; then echo "npm ERR! something went wrong" >&2; exit {exit_code}; fi\n'
+        'while [ $# -gt 0 ]; do case $1 in --json-out) out=$2; shift 2;; *) shift;; esac; done\n'
+        'cp "$here/doc.json" "$out"\n',
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return folder
+
+
+def test_without_arvo_reports_ours_alone_and_says_no_comparison_was_made(tmp_path: Path) -> None:
     target = tmp_path / "inprocess.json"
 
-    assert main(["inprocess", "--workflows", "20", "--json", str(target)]) == 0
+    assert main([*CHEAP, "--json", str(target)]) == 0
 
     data = json.loads(target.read_text(encoding="utf-8"))
-    assert set(data) == {"increment", "fanout", "peak_rss_mb", "load_average", "reference"}
+    assert set(data) == {"increment", "fanout", "peak_rss_mb", "load_average", "run", "comparison"}
+    assert data["comparison"] is None
     for kind in ("increment", "fanout"):
         assert set(data[kind]) == WORKFLOW_KEYS
         assert all(isinstance(value, int | float) and value > 0 for value in data[kind].values()), data[kind]
     assert data["peak_rss_mb"] > 0
     assert len(data["load_average"]) == 3
-    reference = data["reference"]
-    assert reference["increment"]["workflows_per_s"] == 505
-    assert reference["fanout"]["us_per_orchestrator_step"] == 438
-    assert reference["verdicts"], "every target gets a pass/fail"
-    assert all(isinstance(check["pass"], bool) for check in reference["verdicts"].values())
-    assert target.with_suffix(".md").read_text(encoding="utf-8").startswith("### In process")
+    assert data["run"]["machine"]["calibration_sum_range_1000_us"] > 0
+    assert data["run"]["calibration_sum_range_1000_us_at_end"] > 0
+    text = target.with_suffix(".md").read_text(encoding="utf-8")
+    assert text.startswith("### In process")
+    assert "No comparison was made" in text
+    assert "Load average" in text
+
+
+@pytest.mark.parametrize("make", ["missing", "no_run_script"])
+def test_a_bad_arvo_folder_is_one_clear_line_and_a_non_zero_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str
+) -> None:
+    folder = tmp_path / "arvo"
+    if make == "no_run_script":
+        folder.mkdir()
+        (folder / "README.md").write_text("not the benchmark\n", encoding="utf-8")
+    target = tmp_path / "inprocess.json"
+
+    code = main([*CHEAP, "--arvo", str(folder), "--json", str(target)])
+
+    assert code != 0
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert error.startswith("python -m bench inprocess: --arvo ")
+    assert ("no such folder" if make == "missing" else "no `run` script") in error
+    assert not target.exists(), "nothing is measured or written"
+
+
+def test_a_failing_arvo_run_is_one_clear_line_and_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _fake_arvo(tmp_path / "arvo", None, exit_code=3)
+
+    assert main([*CHEAP, "--arvo", str(folder), "--json", str(tmp_path / "out.json")]) == 1
+
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "exit code 3" in error
+    assert "npm ERR! something went wrong" in error
+    homes = (folder / "homes.txt").read_text(encoding="utf-8").split()
+    assert homes
+    assert not any(os.path.exists(home) for home in homes)
+
+
+def test_with_arvo_the_runs_interleave_and_each_figure_gets_its_ratio(tmp_path: Path) -> None:
+    folder = _fake_arvo(tmp_path / "arvo", _arvo_document(speed=10.0, step_us=1e6, handler_us=1e6))
+    target = tmp_path / "inprocess.json"
+
+    assert main([*CHEAP, "--rounds", "2", "--arvo", str(folder), "--json", str(target)]) == 0
+
+    data = json.loads(target.read_text(encoding="utf-8"))
+    comparison = data["comparison"]
+    assert comparison["original"]["otel"] == "async-hooks"
+    for kind in ("increment", "fanout"):
+        speed = comparison[kind]["workflows_per_s"]
+        assert speed["arvo"] == 10.0
+        assert speed["ours"] == data[kind]["workflows_per_s"]
+        assert speed["ratio"] == pytest.approx(speed["ours"] / 10.0, rel=1e-2)
+        assert speed["ratio_is"] == "ours/arvo"
+        assert len(speed["round_ratios"]) == 2
+        step = comparison[kind]["us_per_orchestrator_step"]
+        assert step["ratio_is"] == "arvo/ours"
+        assert step["ratio"] > 1
+    assert comparison["calls_per_workflow"]["fanout"] == {"orchestrator_steps": 11, "handler_calls": 10}
+    assert comparison["arvo_rss_mb_at_end"] == 100
+    assert all(isinstance(check["pass"], bool) for check in comparison["verdicts"].values())
+    homes = (folder / "homes.txt").read_text(encoding="utf-8").split()
+    assert len(homes) == 3, "one trial run, then one run per round"
+    assert len(set(homes)) == 1, "one install folder for the whole run"
+    assert not os.path.exists(homes[0]), "its install folder is temporary"
+    text = target.with_suffix(".md").read_text(encoding="utf-8")
+    assert "ours/Arvo for workflows/s, Arvo/ours for µs" in text
+    assert "No comparison was made" not in text
+
+
+def test_ratios_are_taken_between_medians_and_higher_is_always_better() -> None:
+    def round_(speed: float, step: float, handler: float) -> dict[str, dict[str, float]]:
+        figures = {"workflows_per_s": speed, "us_per_orchestrator_step": step, "us_per_handler_call": handler}
+        return {"increment": figures, "fanout": figures}
+
+    ours = [round_(100, 10, 4), round_(300, 30, 2), round_(200, 20, 3)]
+    arvo = [round_(50, 40, 6), round_(150, 60, 6), round_(100, 50, 9)]
+
+    result = inprocess.compare(ours, arvo)
+
+    speed = result["increment"]["workflows_per_s"]
+    assert (speed["ours"], speed["arvo"], speed["ratio"]) == (200, 100, 2.0)  # ours / arvo
+    assert speed["round_ratios"] == [2.0, 2.0, 2.0]
+    step = result["fanout"]["us_per_orchestrator_step"]
+    assert (step["ours"], step["arvo"], step["ratio"]) == (20, 50, 2.5)  # arvo / ours
+    assert step["round_ratios"] == [4.0, 2.0, 2.5]
+    handler = result["fanout"]["us_per_handler_call"]
+    assert (handler["ours"], handler["arvo"], handler["ratio"]) == (3, 6, 2.0)
+    assert inprocess.verdicts(result, peak_rss_mb=40.0)["fanout workflows/s >= 2x Arvo's"]["pass"] is True
+
+
+def test_ratios_need_as_many_rounds_of_each() -> None:
+    one = {"increment": {"workflows_per_s": 1.0}, "fanout": {"workflows_per_s": 1.0}}
+    with pytest.raises(ValueError, match="same number of rounds"):
+        inprocess.compare([one, one], [one])
+
+
+def test_the_original_figures_are_read_under_our_names() -> None:
+    figures = inprocess.arvo_figures(_arvo_document(speed=12.5, step_us=300.0, handler_us=70.0))
+
+    assert figures["increment"]["workflows_per_s"] == 12.5
+    assert figures["fanout"]["us_per_orchestrator_step"] == 300.0
+    assert figures["fanout"]["us_per_handler_call"] == 70.0
+    assert figures["increment"]["orchestrator_steps_per_workflow"] == 3
+    with pytest.raises(inprocess.ArvoError, match="no 'simple'"):
+        inprocess.arvo_figures({"results": []})
