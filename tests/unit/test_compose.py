@@ -617,3 +617,30 @@ def test_readme_compose_section_uses_the_published_ports(services: dict[str, dic
             assert re.search(rf"\b{host}\b", section), (
                 f"README does not say that {name} uses host port {host}"
             )
+
+
+def _package_data_glob(pattern: str) -> re.Pattern[str]:
+    """A setuptools package-data glob: ``**`` spans directories, ``*`` and ``?`` stay in one."""
+    out = ""
+    for token in re.split(r"(\*\*/|\*\*|\*|\?)", pattern):
+        out += {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
+    return re.compile(out + r"\Z")
+
+
+def test_the_installed_packages_carry_their_lua_scripts() -> None:
+    """A non-editable install copies only .py files and package-data: every Lua script the runtime
+    loads must be package data of its package (or of a package above it)."""
+    setuptools = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]
+    package_data: dict[str, list[str]] = setuptools.get("package-data", {})
+    packages = {pattern.rstrip("*").rstrip(".") for pattern in setuptools["packages"]["find"]["include"]}
+    scripts = [path for package in packages for path in (ROOT / package).rglob("*.lua")]
+    assert scripts, "no Lua scripts found: the check has nothing to check"
+    for script in scripts:
+        relative = script.relative_to(ROOT)
+        carried = False
+        for depth in range(1, len(relative.parts)):
+            package = ".".join(relative.parts[:depth])
+            inside = "/".join(relative.parts[depth:])
+            for pattern in [*package_data.get(package, []), *package_data.get("*", [])]:
+                carried = carried or bool(_package_data_glob(pattern).match(inside))
+        assert carried, f"{relative} is not package-data in pyproject.toml: the image would lack it"
