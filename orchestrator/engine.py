@@ -7,7 +7,8 @@ values and the context's JSON form), never a pickled object, so it can live in R
 a code deploy that keeps the state names.
 
 An instance that raised during a step is dropped rather than returned to the pool, since its
-engine may be half way through a macrostep.
+engine may be half way through a macrostep. The few library internals the pool needs (rearming
+an instance, starting it with keyword arguments) live in :mod:`orchestrator._statemachine`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from statemachine.engines.base import EventQueue
-from statemachine.orderedset import OrderedSet
 
+from orchestrator._statemachine import rearm, set_configuration, start
 from orchestrator.errors import ExecutionViolation
 from orchestrator.event import ArvoEvent
 from orchestrator.machine import ArvoMachine, EmittedEvent
@@ -94,8 +94,7 @@ class MachineExecutionEngine:
         if snapshot is None:
             instance.context = instance.init_context(payload)
             instance.history_values = {}
-            instance.current_state_value = None
-            instance._engine.activate_initial_state(data=payload, arvo_event=event)
+            start(instance, data=payload, arvo_event=event)
         else:
             self._restore(instance, snapshot)
             instance.send(event.type, data=payload, arvo_event=event)
@@ -122,14 +121,9 @@ class MachineExecutionEngine:
             # A model that already holds a state keeps the constructor from entering the initial
             # state (and running its entry actions) before any context exists.
             instance = machine(model=_Model(initial.value))
-        engine = instance._engine
-        engine.running = True
-        # A completed step leaves both queues empty; only a step that raised (whose instance is
-        # never pooled) could leave triggers behind. New queues cost locks and conditions.
-        if not (engine.external_queue.is_empty() and engine.internal_queue.is_empty()):
-            engine.external_queue = EventQueue()
-            engine.internal_queue = EventQueue()
-        engine._root_parallel_final_pending = None
+        # Also a machine that reached a final state in its last step (one that raised is never
+        # pooled): drops what that step left queued.
+        rearm(instance)
         return instance
 
     def _release(self, machine: type[ArvoMachine], instance: ArvoMachine) -> None:
@@ -142,10 +136,7 @@ class MachineExecutionEngine:
 
     @staticmethod
     def _restore(instance: ArvoMachine, snapshot: Mapping[str, Any]) -> None:
-        configuration = snapshot["configuration"]
-        instance.current_state_value = (
-            OrderedSet(configuration) if len(configuration) > 1 else configuration[0]
-        )
+        set_configuration(instance, snapshot["configuration"])
         states_map = type(instance).states_map
         instance.history_values = {
             key: [states_map[value] for value in values]

@@ -16,7 +16,8 @@ What this module adds to a plain StateChart, and why:
 * **Exact event matching.** SCXML matches event descriptors by token prefix, so a transition on
   ``evt.value.read`` would also fire for ``evt.value.read.success``. Every descriptor that names
   a contract event type is made exact at class creation; a dotted descriptor that no contract of
-  the machine emits is a definition error (it could never fire, usually a typo).
+  the machine emits is a definition error (it could never fire, usually a typo). Replacing a
+  descriptor needs library internals, kept in :mod:`orchestrator._statemachine`.
 * **Errors propagate** (``catch_errors_as_events = False``) so that the orchestrator turns them
   into system error events and a failure record, as Arvo does.
 * **Typed context** built from the init event by :meth:`ArvoMachine.init_context`, persisted as
@@ -32,9 +33,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 from statemachine import StateChart
-from statemachine.event import Event
-from statemachine.factory import StateMachineMetaclass
 
+from orchestrator._statemachine import StateChartMetaclass, make_exact
 from orchestrator.contract import VersionedArvoContract
 from orchestrator.domain import domain_tokens
 from orchestrator.errors import ConfigViolation, ContractViolation, DefinitionError
@@ -42,13 +42,6 @@ from orchestrator.event import ArvoEvent
 
 #: SCXML platform events keep their prefix semantics (``error.execution``, ``done.state.x``).
 _PLATFORM_EVENT_PREFIXES = ("error.", "done.")
-
-
-class _ExactEvent(Event):
-    """An event descriptor that matches only the identical event name (no token prefix)."""
-
-    def match(self, event: str) -> bool:
-        return event == self
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +70,7 @@ class EmittedEvent:
     extensions: Mapping[str, Any] | None = None
 
 
-class ArvoMachineMeta(StateMachineMetaclass):
+class ArvoMachineMeta(StateChartMetaclass):
     """Binds a concrete machine class to its contracts once its states are known."""
 
     def __init__(cls, name: str, bases: tuple[type], attrs: dict[str, Any]) -> None:
@@ -128,16 +121,14 @@ def _bind_contracts(cls: Any) -> None:
 def _make_descriptors_exact(cls: Any, routes: Mapping[str, ContractRoute]) -> None:
     for state in cls.states_map.values():
         for transition in state.transitions:
-            items = transition._events._items
-            for index, descriptor in enumerate(items):
+            for descriptor in transition.events:
                 name = str(descriptor)
-                if name in routes:
-                    items[index] = _ExactEvent(id=name, name=name)
-                elif "." in name and not name.startswith(_PLATFORM_EVENT_PREFIXES):
+                if name not in routes and "." in name and not name.startswith(_PLATFORM_EVENT_PREFIXES):
                     raise ConfigViolation(
                         f"{cls.__name__}: transition from '{state.id}' on event '{name}', which is "
                         "neither the machine's init event nor emitted by any of its service contracts"
                     )
+            make_exact(transition, routes)
 
 
 class ArvoMachine(StateChart[Any], metaclass=ArvoMachineMeta):  # type: ignore[misc]

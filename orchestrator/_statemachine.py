@@ -1,0 +1,120 @@
+"""The one module that relies on python-statemachine internals (issue 8, item 6).
+
+Everything else in the orchestrator uses the library's public API only: ``StateChart``,
+``State``, ``Event`` and what its documentation describes (``states``, ``states_map``,
+``initial_state``, ``Transition.events``, ``model=``, ``current_state_value``,
+``configuration_values``, ``history_values``, ``send``, ``is_terminated``, the
+``catch_errors_as_events`` and ``allow_event_without_transition`` flags).
+
+Checked on python-statemachine 3.2.2. ``tests/unit/test_statemachine_contract.py`` pins each
+item below and fails naming the installed version when an upgrade changes one of them.
+
+Internals relied on, and why:
+
+1. ``statemachine.factory.StateMachineMetaclass`` (not exported; re-exported here as
+   :data:`StateChartMetaclass`): the metaclass of ``StateChart``. It builds ``states``,
+   ``states_map`` and ``initial_state`` in its ``__init__``, so ``ArvoMachine`` subclasses it
+   to bind its contracts and make its descriptors exact right after, at class creation
+   (``__init_subclass__`` runs before the states exist).
+   Test: ``test_statechart_metaclass_builds_the_states_in_its_init``.
+2. ``Transition.events._items`` (``statemachine.events.Events``): the list of a transition's
+   event descriptors, in declaration order, each an ``Event``. There is no public way to
+   replace a descriptor. The replacement, an :class:`ExactEvent`, overrides ``Event.match``,
+   which ``Events.match`` (through ``Transition.match``) asks of each descriptor when the
+   engine selects transitions; the override point is not documented. See :func:`make_exact`.
+   Tests: ``test_transition_events_items_is_the_mutable_list_of_descriptors_in_order``,
+   ``test_make_exact_replaces_descriptors_in_place_and_the_engine_asks_their_match``.
+3. ``StateChart._engine`` (a ``SyncEngine`` for machines without async callbacks) and these
+   of its members:
+
+   * ``activate_initial_state(**kwargs)`` enters the initial configuration and runs the
+     macrostep, with keyword arguments for the callbacks (the public
+     ``StateChart.activate_initial_state()`` takes none), see :func:`start`;
+   * ``running``, the flag ``is_terminated`` negates: the engine pool sets it again to run a
+     step on an instance that reached a final state, see :func:`rearm`;
+   * ``clear()``, which empties both event queues: a step that reaches a top-level final
+     state stops the engine with whatever its last microstep raised still on the internal
+     queue, and a reused instance must not run that in its next step;
+   * ``_root_parallel_final_pending``, the per-run flag of a completing top-level parallel
+     state, reset so that nothing of a finished run reaches the next one.
+
+   Tests: ``test_start_enters_the_initial_states_passing_keyword_arguments_to_the_callbacks``,
+   ``test_rearm_lets_an_instance_that_reached_a_final_state_run_again``,
+   ``test_rearm_drops_what_a_finished_step_left_on_the_engine``,
+   ``test_a_rearmed_instance_runs_like_a_new_one_after_a_top_level_parallel_completed``.
+4. ``statemachine.orderedset.OrderedSet`` (not exported; the type of ``configuration_values``):
+   ``current_state_value`` keeps an ``OrderedSet`` as given, so a parallel configuration is
+   restored in its persisted order without a copy, see :func:`set_configuration`.
+   Test: ``test_set_configuration_restores_a_parallel_configuration_in_the_given_order``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Hashable, Sequence
+from typing import Any
+
+from statemachine import Event, StateChart
+
+try:
+    from statemachine.factory import StateMachineMetaclass
+    from statemachine.orderedset import OrderedSet
+except ImportError as error:  # pragma: no cover - only on an incompatible upgrade
+    from importlib.metadata import version
+
+    raise ImportError(
+        f"python-statemachine {version('python-statemachine')} moved an internal that the adapter "
+        f"in orchestrator/_statemachine.py relies on ({error}); see its docstring and "
+        "tests/unit/test_statemachine_contract.py"
+    ) from error
+
+__all__ = ["ExactEvent", "StateChartMetaclass", "make_exact", "rearm", "set_configuration", "start"]
+
+#: The metaclass of ``StateChart`` (internal 1).
+StateChartMetaclass = StateMachineMetaclass
+
+
+class ExactEvent(Event):
+    """An event descriptor that matches only the identical event name (no token prefix)."""
+
+    def match(self, event: str) -> bool:
+        return event == self
+
+
+def make_exact(transition: Any, names: Container[str]) -> None:
+    """Make each event descriptor of ``transition`` that is in ``names`` match only itself.
+
+    SCXML matches a descriptor by token prefix (``a.b`` fires for ``a.b.c``); the replaced
+    descriptors keep their name and their place in the declaration order (internal 2).
+    """
+    items = transition.events._items
+    for index, descriptor in enumerate(items):
+        name = str(descriptor)
+        if name in names:
+            items[index] = ExactEvent(id=name, name=name)
+
+
+def rearm(instance: StateChart[Any]) -> None:
+    """Make ``instance`` ready for a new step, also after it reached a final state (internal 3).
+
+    Drops what a finished step may leave on the engine: events still queued (raised in the
+    microstep that reached a top-level final state) and the pending-completion flag.
+    """
+    engine = instance._engine
+    engine.running = True
+    engine.clear()
+    engine._root_parallel_final_pending = None
+
+
+def start(instance: StateChart[Any], **kwargs: Any) -> None:
+    """Enter the initial configuration afresh and run the macrostep that follows (internal 3).
+
+    ``kwargs`` reach the callbacks run on entering the initial states, as the constructor's
+    keyword arguments do; the eventless transitions that follow get none, as after any event.
+    """
+    instance.current_state_value = None
+    instance._engine.activate_initial_state(**kwargs)
+
+
+def set_configuration(instance: StateChart[Any], values: Sequence[Hashable]) -> None:
+    """Restore the active configuration from its state values, in the order given (internal 4)."""
+    instance.current_state_value = OrderedSet(values) if len(values) > 1 else values[0]

@@ -1,0 +1,341 @@
+"""Contract test of the python-statemachine internals that orchestrator/_statemachine.py relies on.
+
+Each test exercises one internal listed in the adapter's docstring, on plain StateCharts, and
+checks the shape and the semantics the adapter assumes. A failure names the installed library
+version and what changed, so that an upgrade that breaks the adapter says so instead of
+surfacing as a wrong transition somewhere in the orchestrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import version
+from inspect import isawaitable
+from typing import Any
+
+import pytest
+from statemachine import Event, State, StateChart
+
+from orchestrator._statemachine import (
+    ExactEvent,
+    StateChartMetaclass,
+    make_exact,
+    rearm,
+    set_configuration,
+    start,
+)
+
+VERSION = version("python-statemachine")
+ADAPTER = "orchestrator/_statemachine.py"
+
+
+@contextmanager
+def relied_on(change: str, reliance: str) -> Iterator[None]:
+    """Turn any failure inside the block into one naming the library version and the reliance."""
+    try:
+        yield
+    except Exception as error:
+        pytest.fail(
+            f"python-statemachine {VERSION} changed {change}: the adapter in {ADAPTER} relies on "
+            f"{reliance} [{type(error).__name__}: {error}]",
+            pytrace=False,
+        )
+
+
+class Holder:
+    """A domain model that already holds a state, as the engine pool constructs instances with."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+
+def test_a_broken_reliance_fails_naming_the_installed_version() -> None:
+    with pytest.raises(pytest.fail.Exception) as failure, relied_on("X", "Y"):
+        raise AttributeError("gone")
+    message = str(failure.value)
+    assert f"python-statemachine {VERSION} changed X" in message
+    assert ADAPTER in message
+    assert "AttributeError: gone" in message
+
+
+# --------------------------------------------------------------------- 1. StateMachineMetaclass
+
+
+def test_statechart_metaclass_builds_the_states_in_its_init() -> None:
+    seen: dict[str, Any] = {}
+
+    class Meta(StateChartMetaclass):
+        def __init__(cls, name: str, bases: tuple[type], attrs: dict[str, Any]) -> None:
+            super().__init__(name, bases, attrs)
+            seen[name] = (
+                [state.id for state in cls.states],
+                sorted(cls.states_map),
+                getattr(cls, "initial_state", None),
+            )
+
+    with relied_on(
+        "the StateChart metaclass (statemachine.factory.StateMachineMetaclass)",
+        "it being the metaclass of StateChart and filling states, states_map and initial_state "
+        "in its __init__ (ArvoMachineMeta binds the contracts right after super().__init__)",
+    ):
+        assert type(StateChart) is StateChartMetaclass
+
+        class Base(StateChart[Any], metaclass=Meta):
+            pass
+
+        class Machine(Base):
+            class outer(State.Compound):
+                inner = State(initial=True)
+                leaf = State(final=True)
+                go = inner.to(leaf, event="go")
+
+            done = State(final=True)
+            done_state_outer = outer.to(done)
+
+        assert seen["Base"] == ([], [], None), "a class without states has an empty, falsy `states`"
+        assert not Base.states
+        states, states_map, initial = seen["Machine"]
+        assert states == ["outer", "done"]
+        assert states_map == ["done", "inner", "leaf", "outer"]
+        assert initial is Machine.outer
+
+
+# ----------------------------------------------------------------- 2. Transition.events._items
+
+
+def descriptor_machine() -> type[Any]:
+    """A fresh class per test: make_exact changes the class's transitions."""
+
+    class Machine(StateChart[Any]):
+        catch_errors_as_events = False
+        idle = State(initial=True)
+        short = State(final=True)
+        long = State(final=True)
+        on_short = idle.to(short, event="x.y other")
+        on_long = idle.to(long, event="x.y.z")
+
+    return Machine
+
+
+def test_transition_events_items_is_the_mutable_list_of_descriptors_in_order() -> None:
+    machine = descriptor_machine()
+    with relied_on(
+        "Transition.events (statemachine.events.Events)",
+        "its `_items` being the list of the transition's Event descriptors in declaration order",
+    ):
+        transition = machine.idle.transitions[0]
+        items = transition.events._items
+        assert type(items) is list
+        assert items == ["x.y", "other", "on_short"]
+        assert all(isinstance(item, Event) for item in items)
+        assert list(transition.events) == items
+
+
+def test_make_exact_replaces_descriptors_in_place_and_the_engine_asks_their_match() -> None:
+    machine = descriptor_machine()
+    with relied_on(
+        "how transitions match events",
+        "Transition.match -> Events.match asking each descriptor in Events._items for "
+        "Event.match(event name), so that an ExactEvent there stops token-prefix matching",
+    ):
+        transition = machine.idle.transitions[0]
+        make_exact(transition, {"x.y"})
+        items = transition.events._items
+        assert items == ["x.y", "other", "on_short"]
+        assert [type(item) for item in items] == [ExactEvent, Event, Event]
+        assert not transition.match("x.y.z")
+        assert transition.match("x.y")
+
+        prefix = machine(model=Holder("idle"))
+        prefix.send("x.y.z")
+        assert list(prefix.configuration_values) == ["long"], "x.y no longer fires for x.y.z"
+        exact = machine(model=Holder("idle"))
+        exact.send("x.y")
+        assert list(exact.configuration_values) == ["short"]
+
+
+# ------------------------------------------------------------------ 3. StateChart._engine
+
+
+def counting_machine() -> type[Any]:
+    class Machine(StateChart[Any]):
+        catch_errors_as_events = False
+        waiting = State(initial=True)
+        ready = State()
+        elsewhere = State()
+        done = State(final=True)
+        waiting.to(ready, cond="wanted")  # eventless
+        finish = ready.to(done, event="finish")
+        stray = ready.to(elsewhere, event="later")
+        back = elsewhere.to(ready, event="back")
+
+        def __init__(self, **kwargs: Any) -> None:
+            self.entries: list[tuple[str, Any]] = []
+            self.go = False
+            super().__init__(**kwargs)
+
+        def on_enter_waiting(self, data: Any = None, arvo_event: Any = None) -> None:
+            self.entries.append(("waiting", (data, arvo_event)))
+            self.go = bool(data and data.get("go"))
+
+        def on_enter_done(self) -> None:
+            self.entries.append(("done", None))
+            self.raise_("later")  # left on the internal queue: the engine stops at the final state
+
+        def wanted(self) -> bool:
+            return self.go
+
+    return Machine
+
+
+def test_start_enters_the_initial_states_passing_keyword_arguments_to_the_callbacks() -> None:
+    machine = counting_machine()
+    with relied_on(
+        "StateChart._engine.activate_initial_state",
+        "_engine.activate_initial_state(**kwargs) synchronously entering the initial states of "
+        "a machine whose current_state_value is None, with kwargs for their entry callbacks, then "
+        "running the macrostep that follows (eventless transitions)",
+    ):
+        instance = machine(model=Holder("waiting"))
+        assert instance.entries == [], "a model holding a state must keep the initial entry from running"
+        assert not isawaitable(instance._engine.activate_initial_state())  # already in a state: no-op
+        assert instance.entries == []
+
+        start(instance, data={"go": False}, arvo_event="init")
+        assert instance.entries == [("waiting", ({"go": False}, "init"))]
+        assert list(instance.configuration_values) == ["waiting"]
+
+        start(instance, data={"go": True}, arvo_event="again")
+        assert instance.entries[-1] == ("waiting", ({"go": True}, "again"))
+        assert list(instance.configuration_values) == ["ready"], "the eventless transition did not run"
+
+
+def test_rearm_lets_an_instance_that_reached_a_final_state_run_again() -> None:
+    machine = counting_machine()
+    with relied_on(
+        "StateChart._engine.running",
+        "_engine.running being the flag is_terminated negates, which a final state clears and "
+        "which, set again, lets the same instance take events after a new configuration is set",
+    ):
+        instance = machine(model=Holder("ready"))
+        instance.send("finish")
+        assert instance.is_terminated
+        assert list(instance.configuration_values) == ["done"]
+
+        set_configuration(instance, ["ready"])
+        instance.send("finish")
+        assert instance.entries == [("done", None)], "a terminated machine ignores events"
+
+        rearm(instance)
+        assert instance._engine.running is True
+        assert not instance.is_terminated
+        instance.send("finish")
+        assert instance.entries == [("done", None), ("done", None)]
+        assert instance.is_terminated
+
+
+def test_rearm_drops_what_a_finished_step_left_on_the_engine() -> None:
+    machine = counting_machine()
+    with relied_on(
+        "what a step that reaches a final state leaves on the engine",
+        "_engine.clear() emptying the event queues, an internal event raised on entering a "
+        "top-level final state being left queued (not run), and the engine's "
+        "_root_parallel_final_pending flag (rearm resets it)",
+    ):
+        instance = machine(model=Holder("ready"))
+        instance.send("finish")
+        engine = instance._engine
+        assert instance.is_terminated
+        assert not engine.internal_queue.is_empty(), "the event raised on the final entry is gone"
+        assert engine._root_parallel_final_pending is None
+
+        rearm(instance)
+        assert engine.internal_queue.is_empty()
+        assert engine.external_queue.is_empty()
+        assert engine._root_parallel_final_pending is None
+        set_configuration(instance, ["ready"])
+        instance.send("nothing.to.do")
+        assert list(instance.configuration_values) == ["ready"], "a stale queued event ran"
+
+
+def parallel_machine() -> type[Any]:
+    class Machine(StateChart[Any]):
+        catch_errors_as_events = False
+
+        class both(State.Parallel):
+            class left(State.Compound):
+                x = State(initial=True)
+                x_done = State(final=True)
+                go_x = x.to(x_done, event="go.x")
+
+            class right(State.Compound):
+                y = State(initial=True)
+                y_done = State(final=True)
+                go_y = y.to(y_done, event="go.y")
+
+        done = State(final=True)
+        done_state_both = both.to(done)
+
+    return Machine
+
+
+def test_a_rearmed_instance_runs_like_a_new_one_after_a_top_level_parallel_completed() -> None:
+    machine = parallel_machine()
+    with relied_on(
+        "what a finished step leaves on the engine",
+        "a rearmed instance behaving as a new one, also after a top-level parallel state "
+        "completed in its previous run (the engine's pending-completion flag)",
+    ):
+        used = machine(model=Holder("done"))
+        start(used)
+        used.send("go.x")
+        used.send("go.y")
+        assert used.is_terminated
+        assert list(used.configuration_values) == ["done"]
+
+        rearm(used)
+        start(used)
+        fresh = machine(model=Holder("done"))
+        start(fresh)
+        for step in ("go.x", "go.y"):
+            assert list(used.configuration_values) == list(fresh.configuration_values)
+            assert used.is_terminated is fresh.is_terminated is False
+            used.send(step)
+            fresh.send(step)
+        assert used.is_terminated
+        assert fresh.is_terminated
+
+
+# --------------------------------------------------------------------------- 4. OrderedSet
+
+
+def test_set_configuration_restores_a_parallel_configuration_in_the_given_order() -> None:
+    machine = parallel_machine()
+    with relied_on(
+        "statemachine.orderedset.OrderedSet or current_state_value",
+        "OrderedSet being the type of configuration_values, and current_state_value storing an "
+        "OrderedSet as given (order kept) and a single state value as a scalar",
+    ):
+        from statemachine.orderedset import OrderedSet
+
+        first = machine(model=Holder("done"))
+        start(first)
+        persisted = list(first.configuration_values)
+        assert type(first.configuration_values) is OrderedSet
+        assert persisted == ["both", "left", "x", "right", "y"]
+
+        restored = machine(model=Holder("done"))
+        rearm(restored)
+        set_configuration(restored, list(reversed(persisted)))
+        assert type(restored.model.state) is OrderedSet
+        assert list(restored.configuration_values) == list(reversed(persisted))
+
+        set_configuration(restored, persisted)
+        restored.send("go.x")
+        assert list(restored.configuration_values) == ["both", "left", "right", "y", "x_done"]
+
+        set_configuration(restored, ["done"])
+        stored: Any = restored.model.state
+        assert stored == "done"
+        assert restored.current_state_value == "done"
