@@ -31,6 +31,7 @@ import redis
 from bench import common, probe
 from bench.distributed import CLIENT, ORCH_QUEUES, SERVICE_QUEUES
 from bench.driver import DriveResult, drive
+from tasks.store import keys
 
 SETUPS: dict[str, list[tuple[str, ...]]] = {
     "contended (both workers serve every queue)": [ORCH_QUEUES + SERVICE_QUEUES, ORCH_QUEUES + SERVICE_QUEUES],
@@ -41,14 +42,14 @@ SETUPS: dict[str, list[tuple[str, ...]]] = {
 def _run_setup(name: str, queue_sets: list[tuple[str, ...]], values: int, repeats: int, redis_url: str,
                scratch: Path) -> dict[str, Any]:
     from bench import procs
+    from cli.demo import init_event
     from config.settings import Settings
-    from orchestrator.demo import init_event
-    from tasks.app import create_app
     from tasks.client import send_event
+    from tasks.worker.app import create_app
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url)
     app = create_app(settings)
-    stream = settings.outbox_stream_prefix + CLIENT
+    stream = keys.outbox_stream(CLIENT)
     client = redis.Redis.from_url(redis_url)
     totals: list[int] = []
 

@@ -41,6 +41,7 @@ import redis
 
 from bench import common, probe
 from bench.driver import DriveResult, drive, latency_ms
+from tasks.store import keys
 
 ORCH_QUEUES = ("arvo.orc.inc", "arvo.orc.fanout")
 SERVICE_QUEUES = ("com.value.read", "com.number.increment", "com.number.double")
@@ -76,10 +77,10 @@ def systems(redis_url: str) -> dict[str, System]:
     """The raw baseline (published by a stock app) and our runtime (published by ``create_app``)."""
     from bench import raw_celery
     from bench.inprocess import WORKFLOWS
+    from cli.demo import init_event
     from config.settings import Settings
-    from orchestrator.demo import init_event
-    from tasks.app import create_app
     from tasks.client import send_event
+    from tasks.worker.app import create_app
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url)
     app = create_app(settings)
@@ -102,7 +103,7 @@ def systems(redis_url: str) -> dict[str, System]:
             raw_celery.DONE_STREAM, start_raw, lambda _fields: False,
         ),
         "ours": System(
-            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, settings.outbox_stream_prefix + CLIENT,
+            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, keys.outbox_stream(CLIENT),
             start_ours, lambda fields: fields.get(b"type", b"").startswith(b"sys."),
         ),
     }

@@ -31,8 +31,8 @@ import redis
 from celery import Celery
 
 from bench import probe
-from config.celery_config import celery_config
 from config.settings import Settings
+from tasks.worker.celery_config import celery_config
 
 HOP_TASK = "bench.raw.hop"
 

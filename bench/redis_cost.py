@@ -131,7 +131,7 @@ def _server_stats(admin: redis.Redis) -> dict[str, Any]:
 
 
 def _record_size(admin: redis.Redis, subject: str) -> dict[str, Any]:
-    from tasks import keys
+    from tasks.store import keys
 
     sizes: dict[str, Any] = {"blob_bytes": int(admin.hstrlen(keys.record(subject), "blob"))}
     for name, key in (("record", keys.record(subject)), ("consumed", keys.consumed(subject)),
@@ -147,8 +147,8 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
     ``overrides`` are :class:`~config.settings.Settings` fields (e.g. ``lock_auto_renewal``).
     """
     from config.settings import Settings
-    from tasks.connections import redis_client
-    from tasks.redis_memory import RedisMachineMemory
+    from tasks.store.connections import redis_client
+    from tasks.store.memory import RedisMachineMemory
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url, **overrides)
     client = redis_client(settings)
@@ -194,7 +194,7 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
 
 def _init(kind: str) -> Any:
     from bench.inprocess import CLIENT
-    from orchestrator.demo import init_event
+    from cli.demo import init_event
 
     workflow = WORKFLOWS[kind]
     return init_event(workflow.orchestrator, workflow.dataschema, workflow.data, source=CLIENT)

@@ -24,8 +24,6 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from tasks import keys
-
 #: Prefix of every environment variable read by :class:`Settings`.
 ENV_PREFIX = "ORCH_"
 
@@ -193,11 +191,8 @@ class Settings(BaseSettings):
 
     # -- retention and streams -------------------------------------------------------------
     record_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
-    """Retention of a finished workflow's record, consumed ids and outbox."""
-    dead_letter_stream: str = Field(default=keys.DEAD_LETTER_STREAM, min_length=1)
-    """Redis stream of dead-lettered events."""
-    outbox_stream_prefix: str = Field(default=keys.OUTBOX_STREAM_PREFIX, min_length=1)
-    """Prefix of the per-destination streams for events with no local handler."""
+    """Retention of a finished workflow's record, consumed ids and outbox: the runtime gives it
+    to every orchestrator of the deployment (``ArvoOrchestrator.retention_s``)."""
     stream_maxlen: int = Field(default=100_000, ge=1)
     """Approximate length cap (``XADD MAXLEN ~``) of the dead-letter and outbox streams."""
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import OrchestratorError
 from orchestrator.event import ArvoEvent
 from orchestrator.subject import OrchestrationSubject
-from tasks.connections import redis_client
-from tasks.runtime import EXECUTE_TASK
-from tasks.streams import ExternalOutbox
+from tasks.celery import app as default_app
+from tasks.store.connections import redis_client
+from tasks.store.streams import ExternalOutbox
+from tasks.worker.task import EXECUTE_TASK
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -44,10 +45,10 @@ def run_workflow(init_event: ArvoEvent, timeout: float = 30.0, app: Celery | Non
         WorkflowTimeout: nothing arrived for the subject within ``timeout`` seconds.
     """
     app = _app_or_default(app)
-    settings = app.orch_settings
+    settings = app.tasks[EXECUTE_TASK].settings()
     client = redis_client(settings)
     try:
-        outbox = ExternalOutbox(client, settings.outbox_stream_prefix, settings.stream_maxlen)
+        outbox = ExternalOutbox(client, settings.stream_maxlen)
         destination = reply_destination(init_event)
         terminal = {f"{init_event.type}.done", f"sys.{init_event.type}.error"}
         after = outbox.last_id(destination)
@@ -64,9 +65,5 @@ def run_workflow(init_event: ArvoEvent, timeout: float = 30.0, app: Celery | Non
 
 
 def _app_or_default(app: Celery | None) -> Celery:
-    """``app``, or ``tasks.app`` (imported on demand: building it reads the settings)."""
-    if app is not None:
-        return app
-    import tasks
-
-    return tasks.app
+    """``app``, or the deployment's ``tasks.app``."""
+    return app if app is not None else default_app

@@ -1,21 +1,22 @@
 """The per-process runtime behind the ``tasks.execute`` task.
 
-One :class:`Runtime` per worker process (built lazily on the first task, after the fork) holds
-the Redis client, the machine memory, the handlers this worker serves, the routing table of the
-whole deployment, the dead-letter store and the external outbox. The task itself stays a thin
-adapter (decode, call :meth:`Runtime.handle`, map errors to retry or dead letter); everything a
-step does is here:
+One :class:`Runtime` per process and app (built by the task class on first use, after any
+fork, and passed explicitly from there) owns the settings, the Redis client, the machine memory,
+the handlers this worker serves, the routing table of the whole deployment, the dead-letter
+store and the external outbox. The task itself stays a thin adapter (call :meth:`Runtime.handle`,
+map "retry later" to a Celery retry); everything a message goes through is here:
 
 1. decode the message into an ArvoEvent (oversize or undecodable → dead letter);
 2. find the handler whose ``source`` is the event's ``to`` (unknown → dead letter; known to the
    deployment but served by another pool → forwarded to its queue);
-3. orchestrators: ``process`` (lock, read, run, compare-and-set write incl. the outbox);
-   a redelivered event finds its step consumed and gets the unsettled outbox back;
-   service handlers: ``execute``;
-4. publish one task per emitted event to the queue of its ``to``, with the W3C trace context in
-   the task headers; events for destinations outside the deployment, or for another domain, go
-   to the external outbox streams;
-5. settle the outbox.
+3. orchestrators: ``with orchestrator.step(event) as result`` (lock, read, run,
+   compare-and-set write incl. the outbox), then, inside the block so the subject's lock is
+   still held, :meth:`Runtime.publish`; leaving the block settles the outbox and unlocks in one
+   call. A redelivered event finds its step consumed and gets the unsettled outbox back to
+   publish. Service handlers: ``execute``, then publish;
+4. publishing: one task per emitted event to the queue of its ``to``, with the W3C trace
+   context in the task headers; events for destinations outside the deployment, or for another
+   domain, go to the external outbox streams.
 
 Violations (contract, config, execution) are dead-lettered; transaction problems (lock busy,
 Redis down, write conflict) are retried with jittered exponential backoff up to a bound, then
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import redis
 from kombu.exceptions import OperationalError
 from opentelemetry import context as otel_context
@@ -41,19 +43,16 @@ from orchestrator.errors import DecodeError, OrchestratorError, ViolationError
 from orchestrator.event import ArvoEvent, decode_event
 from orchestrator.orchestrator import ArvoOrchestrator
 from orchestrator.telemetry import context_from_headers
-from tasks.connections import redis_client
-from tasks.redis_memory import RedisMachineMemory
-from tasks.streams import DeadLetterStore, ExternalOutbox
+from tasks.store.connections import redis_client
+from tasks.store.memory import RedisMachineMemory
+from tasks.store.streams import DeadLetterStore, ExternalOutbox
 
 if TYPE_CHECKING:
-    from celery import Celery, Task
+    from celery import Task
 
     from config.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: Name of the task every event becomes.
-EXECUTE_TASK = "tasks.execute"
 
 #: Infrastructure failures that a later attempt may get past.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -63,8 +62,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class RetryLater(Exception):
+class RetryLater(OrchestratorError):
     """Raised by :meth:`Runtime.handle` when the message must be tried again later."""
+
+    retryable = True
 
     def __init__(self, reason: str, countdown: float) -> None:
         super().__init__(reason)
@@ -73,7 +74,11 @@ class RetryLater(Exception):
 
 
 def load_handlers(path: str) -> Callable[[Any], list[Any]]:
-    """Import the ``module:callable`` handler factory named by the settings."""
+    """Import the ``module:callable`` handler factory named by ``ORCH_HANDLERS``.
+
+    The deployment's own code is named by a setting, like Celery's ``-A``: the one place the
+    runtime loads something by its dotted path.
+    """
     module_name, _, attribute = path.partition(":")
     factory = getattr(importlib.import_module(module_name), attribute)
     if not callable(factory):
@@ -99,17 +104,20 @@ class Runtime:
     """Everything a worker process needs to execute events.
 
     Args:
-        app: the Celery app (tasks are published through it).
+        task: the ``tasks.execute`` task of the app (events are published through it).
         settings: the deployment settings.
         served_queues: the queues this worker consumes; None serves every handler.
     """
 
-    def __init__(self, app: Celery, settings: Settings, served_queues: Iterable[str] | None = None) -> None:
-        self.app = app
+    def __init__(self, task: Task, settings: Settings, served_queues: Iterable[str] | None = None) -> None:
+        self.task = task
         self.settings = settings
         self.redis = redis_client(settings)
         self.memory = RedisMachineMemory.from_settings(settings, self.redis)
         handlers = load_handlers(settings.handlers)(self.memory)
+        for handler in handlers:
+            if isinstance(handler, ArvoOrchestrator):
+                handler.retention_s = settings.record_ttl_s
         #: Every destination of the deployment, served here or not.
         self.destinations: frozenset[str] = frozenset(handler.source for handler in handlers)
         queues = set(served_queues) if served_queues is not None else None
@@ -118,8 +126,8 @@ class Runtime:
             for handler in handlers
             if queues is None or settings.queue_for(handler.source) in queues
         }
-        self.dead_letters = DeadLetterStore(self.redis, settings.dead_letter_stream, settings.stream_maxlen)
-        self.outbox = ExternalOutbox(self.redis, settings.outbox_stream_prefix, settings.stream_maxlen)
+        self.dead_letters = DeadLetterStore(self.redis, settings.stream_maxlen)
+        self.outbox = ExternalOutbox(self.redis, settings.stream_maxlen)
 
     # -- routing and publishing -------------------------------------------------------------------
 
@@ -135,12 +143,11 @@ class Runtime:
             else:
                 external.append((event.to or "", event))
         if internal:
-            task = self.app.tasks[EXECUTE_TASK]
             # One pipelined flush for all of a step's events (kombu's batch). A failure part-way
             # leaves the step's outbox unsettled, so the redelivered event publishes them again.
-            with self.app.producer_or_acquire() as producer, _batched(producer):
+            with self.task.app.producer_or_acquire() as producer, _batched(producer):
                 for event in internal:
-                    self._send(task, producer, event)
+                    self._send(producer, event)
         if external:
             pipe = self.redis.pipeline(transaction=False)
             for destination, event in external:
@@ -148,14 +155,14 @@ class Runtime:
             pipe.execute()
         return len(internal) + len(external)
 
-    def _send(self, task: Task, producer: Any, event: ArvoEvent) -> None:
+    def _send(self, producer: Any, event: ArvoEvent) -> None:
         parent = context_from_headers(event.traceparent, event.tracestate)
         # With the event's span current, the Celery instrumentation's publish span (and so the
         # next hop's run span) joins the workflow's trace. The task class routes the event by
         # its ``to`` and puts its trace context in the headers.
         token = otel_context.attach(parent) if parent is not None else None
         try:
-            task.apply_async(args=(event,), producer=producer)
+            self.task.apply_async(args=(event,), producer=producer)
         finally:
             if token is not None:
                 otel_context.detach(token)
@@ -212,8 +219,11 @@ class Runtime:
                 task_id,
             )
         if isinstance(handler, ArvoOrchestrator):
-            # Published under the subject's lock; the outbox is settled with the unlock.
-            result = handler.process(event, publish=self.publish)
+            # Published while the step holds the subject's lock; leaving the block settles the
+            # outbox with the unlock (or, if publishing failed, keeps it for the redelivery).
+            with handler.step(event) as result:
+                if result.events:
+                    self.publish(result.events)
             return Outcome(result.outcome.value, len(result.events))
         return Outcome("handled", self.publish(handler.execute(event)))
 
@@ -249,8 +259,6 @@ def _approximate_size(payload: Any) -> int:
     if isinstance(payload, bytes | bytearray | str):
         return len(payload)
     try:
-        import msgpack
-
         return len(msgpack.packb(payload, use_bin_type=True))
     except Exception:
         return len(repr(payload))

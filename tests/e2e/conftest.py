@@ -15,7 +15,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tasks.app import create_app
+from tasks.worker.app import create_app
 from tests.helpers.e2e import settings_for
 from tests.helpers.redis_server import RedisServer, start_or_fail
 from tests.helpers.worker import WorkerProcess, start_worker

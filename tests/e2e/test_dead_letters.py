@@ -31,12 +31,13 @@ import pytest
 import redis
 from celery import Celery
 
-from orchestrator.demo import init_event
+from cli.demo import init_event
 from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.subject import OrchestrationSubject
 from tasks.client import run_workflow, send_event
-from tasks.runtime import EXECUTE_TASK
-from tasks.streams import DeadLetter, DeadLetterStore
+from tasks.store.streams import DeadLetter, DeadLetterStore
+from tasks.worker.app import settings_of
+from tasks.worker.task import EXECUTE_TASK
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.chaos import publish_raw
 from tests.helpers.e2e import ALL_QUEUES, INC_SCHEMA, queue_lengths, wait_until
@@ -63,8 +64,8 @@ def children(worker: WorkerProcess) -> list[int]:
 
 @pytest.fixture
 def dead_letters(client_app: Celery, module_client: redis.Redis) -> DeadLetterStore:
-    settings = client_app.orch_settings
-    return DeadLetterStore(module_client, settings.dead_letter_stream, settings.stream_maxlen)
+    settings = settings_of(client_app)
+    return DeadLetterStore(module_client, settings.stream_maxlen)
 
 
 def _wait_dead_letter(store: DeadLetterStore, matches: Callable[[DeadLetter], bool], what: str) -> DeadLetter:

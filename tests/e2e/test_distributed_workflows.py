@@ -25,12 +25,12 @@ import pytest
 import redis
 from celery import Celery
 
-from orchestrator.demo import init_event
+from cli.demo import init_event
 from orchestrator.event import ArvoEvent
-from tasks import keys
 from tasks.client import reply_destination, run_workflow, send_event
-from tasks.redis_memory import unpack
-from tasks.streams import DeadLetterStore
+from tasks.store import keys
+from tasks.store.codec import unpack
+from tasks.store.streams import DeadLetterStore
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.e2e import (
     FANOUT_SCHEMA,
@@ -138,8 +138,7 @@ def test_same_event_twice_in_flight_changes_nothing(
     values = [5, 6, 7]
     init = init_event("arvo.orc.fanout", FANOUT_SCHEMA, {"values": values})
     subject = init.subject
-    settings = client_app.orch_settings
-    completions = keys.outbox_stream(reply_destination(init), settings.outbox_stream_prefix)
+    completions = keys.outbox_stream(reply_destination(init))
     duplicates = succeeded(pools.orchestrators, "duplicate")
 
     _control(client_app, pools.services, "cancel_consumer", "com.number.double")
@@ -179,15 +178,14 @@ def test_same_event_twice_in_flight_changes_nothing(
     assert len(module_client.smembers(keys.consumed(subject))) == 1 + len(values)
     assert module_client.hlen(keys.outbox(subject)) == 0
     assert _completions(module_client, completions, subject) == 1
-    assert DeadLetterStore(module_client, settings.dead_letter_stream, 10).read() == []
+    assert DeadLetterStore(module_client, 10).read() == []
 
 
 def test_same_events_again_after_completion_change_nothing(
     pools: Pools, client_app: Celery, module_client: redis.Redis
 ) -> None:
     init = init_event("arvo.orc.inc", INC_SCHEMA, {"key": "twice", "modifier": 2})
-    settings = client_app.orch_settings
-    completions = keys.outbox_stream(reply_destination(init), settings.outbox_stream_prefix)
+    completions = keys.outbox_stream(reply_destination(init))
     applied = succeeded(pools.orchestrators, "applied")
     done = run_workflow(init, timeout=TIMEOUT, app=client_app)
     assert done.data["final"] == len("twice") + 2
@@ -203,7 +201,7 @@ def test_same_events_again_after_completion_change_nothing(
     assert len(replies) == 2
 
     before = subject_snapshot(module_client, init.subject)
-    streams = streams_snapshot(module_client, settings)
+    streams = streams_snapshot(module_client)
     duplicates = succeeded(pools.orchestrators, "duplicate")
     applied = succeeded(pools.orchestrators, "applied")
     handled = succeeded(pools.services, "handled")
@@ -217,7 +215,7 @@ def test_same_events_again_after_completion_change_nothing(
     )
 
     assert subject_snapshot(module_client, init.subject) == before
-    assert streams_snapshot(module_client, settings) == streams
+    assert streams_snapshot(module_client) == streams
     assert queue_lengths(module_client) == dict.fromkeys(ORCHESTRATOR_QUEUES + SERVICE_QUEUES, 0)
     assert succeeded(pools.orchestrators, "applied") == applied
     assert succeeded(pools.services, "handled") == handled  # nothing was emitted to a service

@@ -21,9 +21,9 @@ import pytest
 import redis
 from celery import Celery
 
-from orchestrator.demo import init_event
-from tasks import keys
+from cli.demo import init_event
 from tasks.client import run_workflow
+from tasks.store import keys
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.e2e import ALL_QUEUES, FANOUT_SCHEMA, record_of, retries, succeeded, wait_until
 from tests.helpers.worker import WorkerProcess, orch_env
@@ -43,7 +43,6 @@ def test_fan_in_of_50_replies_loses_no_update_in_20_repetitions(
     workers: list[WorkerProcess], client_app: Celery, module_client: redis.Redis
 ) -> None:
     rng = random.Random(20)
-    settings = client_app.orch_settings
     failures = []
     for repetition in range(REPETITIONS):
         values = [rng.randint(-1000, 1000) for _ in range(FAN_OUT)]
@@ -69,7 +68,7 @@ def test_fan_in_of_50_replies_loses_no_update_in_20_repetitions(
         if observed != expected:
             failures.append((repetition, observed, expected))
     assert failures == []
-    assert module_client.xlen(settings.dead_letter_stream) == 0
+    assert module_client.xlen(keys.DEAD_LETTER_STREAM) == 0
     assert not list(module_client.scan_iter(match=f"{keys.LOCK_KEY_PREFIX}*"))
 
     steps = REPETITIONS * (1 + FAN_OUT)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from orchestrator.demo import init_event
+from cli.demo import init_event
 from tasks.client import run_workflow
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.e2e import INC_SCHEMA, ORCHESTRATOR_QUEUES, SERVICE_QUEUES, wait_until

@@ -30,13 +30,13 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from cli import demo
 from config.settings import Settings
-from orchestrator import demo
 from orchestrator.event import ArvoEvent
-from tasks import keys
-from tasks.app import create_app
-from tasks.runtime import EXECUTE_TASK
-from tasks.streams import DeadLetter, DeadLetterStore
+from tasks.store import keys
+from tasks.store.streams import DeadLetter, DeadLetterStore
+from tasks.worker.app import create_app
+from tasks.worker.task import EXECUTE_TASK
 from tests.helpers.e2e import queue_declaration
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.worker import WorkerProcess, orch_env, start_worker
@@ -280,7 +280,7 @@ class Completions:
 
     def poll(self, block_ms: int = 200) -> int:
         """Read new entries (waiting up to ``block_ms``); return how many arrived."""
-        from tasks.redis_memory import unpack
+        from tasks.store.codec import unpack
 
         try:
             answer: Any = self._client.xread({self.stream: self._after}, block=block_ms, count=1000)
@@ -375,7 +375,7 @@ def _task_event(raw_message: Any) -> dict[str, Any] | None:
     import base64
     import json
 
-    from tasks.redis_memory import unpack
+    from tasks.store.codec import unpack
 
     try:
         message = json.loads(raw_message) if isinstance(raw_message, bytes | str) else raw_message
@@ -410,7 +410,7 @@ def broker_messages(client: redis.Redis, queues: Iterable[str] = ALL_QUEUES) -> 
 
 def explain(client: redis.Redis, subject: str) -> str:
     """Where a workflow stands: record, consumed ids, pending outboxes, its messages in the broker."""
-    from tasks.redis_memory import unpack
+    from tasks.store.codec import unpack
 
     version, blob = client.hmget(keys.record(subject), ["version", "blob"])
     lines = [f"subject {subject[:24]}…: version={version!r}"]
@@ -434,7 +434,7 @@ def explain(client: redis.Redis, subject: str) -> str:
 
 def dead_letters(client: redis.Redis, stream: str = keys.DEAD_LETTER_STREAM) -> list[DeadLetter]:
     """Every dead letter of the deployment."""
-    return DeadLetterStore(client, stream, 1).read(count=1_000_000)
+    return DeadLetterStore(client, 1, stream).read(count=1_000_000)
 
 
 # -- worker processes ----------------------------------------------------------------------------

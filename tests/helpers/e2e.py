@@ -19,8 +19,8 @@ from config.settings import Settings
 from orchestrator.broker import LocalBroker
 from orchestrator.event import ArvoEvent
 from orchestrator.memory.in_memory import InMemoryMachineMemory
-from tasks import keys
-from tasks.redis_memory import unpack
+from tasks.store import keys
+from tasks.store.codec import unpack
 from tests.helpers.worker import WorkerProcess
 
 T = TypeVar("T")
@@ -98,11 +98,11 @@ def subject_snapshot(client: redis.Redis, subject: str) -> dict[str, Any]:
     }
 
 
-def streams_snapshot(client: redis.Redis, settings: Settings) -> dict[str, int]:
+def streams_snapshot(client: redis.Redis) -> dict[str, int]:
     """Length of every outbox stream and of the dead-letter stream."""
-    names = sorted(client.scan_iter(match=f"{settings.outbox_stream_prefix}*", count=1000))
+    names = sorted(client.scan_iter(match=f"{keys.OUTBOX_STREAM_PREFIX}*", count=1000))
     lengths = {name.decode(): int(client.xlen(name)) for name in names}
-    lengths[settings.dead_letter_stream] = int(client.xlen(settings.dead_letter_stream))
+    lengths[keys.DEAD_LETTER_STREAM] = int(client.xlen(keys.DEAD_LETTER_STREAM))
     return lengths
 
 

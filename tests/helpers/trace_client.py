@@ -15,13 +15,13 @@ import sys
 
 from opentelemetry import trace
 
+from cli.demo import init_event
 from config.settings import Settings
-from orchestrator.demo import init_event
 from orchestrator.event import ArvoEvent
 from orchestrator.telemetry import current_headers
-from tasks.app import create_app
 from tasks.client import run_workflow
 from tasks.tracing import configure_tracing, flush_tracing
+from tasks.worker.app import create_app
 
 WORKFLOWS = {
     "increment": (

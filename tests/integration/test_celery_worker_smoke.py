@@ -17,7 +17,7 @@ from celery import Celery
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from config.settings import Settings
-from tasks.app import create_app
+from tasks.worker.app import create_app
 from tests.helpers.worker import WorkerProcess, orch_env
 
 QUEUE = "diagnostics"

@@ -35,8 +35,9 @@ from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.machine import ArvoMachine
 from orchestrator.orchestrator import ArvoOrchestrator, StepOutcome, create_orchestrator
 from orchestrator.subject import OrchestrationSubject
-from tasks import keys
-from tasks.redis_memory import RedisMachineMemory, unpack
+from tasks.store import keys
+from tasks.store.codec import unpack
+from tasks.store.memory import RedisMachineMemory
 
 LEASE_S = 1
 #: Long enough for the 1 s lease to expire and another instance to take the lock and write.
@@ -45,7 +46,7 @@ SUBJECT = "ZmVuY2luZy1zdWJqZWN0"
 
 
 def _memory(client: redis.Redis) -> RedisMachineMemory:
-    return RedisMachineMemory(client, lock_expire_s=LEASE_S, auto_renewal=False, record_ttl_s=3600)
+    return RedisMachineMemory(client, lock_expire_s=LEASE_S, auto_renewal=False)
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ import redis
 from config.settings import Settings
 from orchestrator.errors import TransactionCause, TransactionViolation
 from orchestrator.memory import InMemoryMachineMemory, Lease, LockAndReadMemory, MachineMemory
-from tasks import keys
-from tasks.connections import redis_client
-from tasks.redis_memory import RedisMachineMemory
+from tasks.store import keys
+from tasks.store.connections import redis_client
+from tasks.store.memory import RedisMachineMemory
 from tests.helpers.redis_server import free_port
 
 SUBJECT = "c3ViamVjdC1vbmU="
@@ -66,7 +66,7 @@ def make_redis_memory(
     client: redis.Redis, *, lock_expire_s: int = 1, auto_renewal: bool = False
 ) -> RedisMachineMemory:
     return RedisMachineMemory(
-        client, lock_expire_s=lock_expire_s, auto_renewal=auto_renewal, record_ttl_s=RECORD_TTL_S
+        client, lock_expire_s=lock_expire_s, auto_renewal=auto_renewal
     )
 
 
@@ -362,20 +362,20 @@ def redis_memory(redis_client: redis.Redis) -> RedisMachineMemory:
     return make_redis_memory(redis_client)
 
 
-@pytest.mark.parametrize(
-    "record",
-    [{"status": "done", "output": {"n": 1}}, {"executionStatus": "failure", "error": {"message": "x"}}],
-)
-def test_a_finished_workflow_expires_after_the_retention(
-    redis_memory: RedisMachineMemory, redis_client: redis.Redis, record: dict[str, Any]
+def test_keys_expire_when_the_writer_says_so_never_by_reading_the_record(
+    redis_memory: RedisMachineMemory, redis_client: redis.Redis
 ) -> None:
+    # A record that looks finished is not expired on its own: the orchestrator decides.
     redis_memory.write(
-        SUBJECT, {"status": "active"}, prev_version=0, lease=None, event_id="e1", outbox=[{"id": "o1"}]
+        SUBJECT, {"status": "done"}, prev_version=0, lease=None, event_id="e1", outbox=[{"id": "o1"}]
     )
     for key in (keys.record(SUBJECT), keys.consumed(SUBJECT), keys.outbox(SUBJECT)):
-        assert redis_client.ttl(key) == -1  # a running workflow never expires
+        assert redis_client.ttl(key) == -1  # kept until a write says otherwise
 
-    redis_memory.write(SUBJECT, record, prev_version=1, lease=None, event_id="e2", outbox=[{"id": "o2"}])
+    redis_memory.write(
+        SUBJECT, {"status": "x"}, prev_version=1, lease=None, event_id="e2", outbox=[{"id": "o2"}],
+        expire_after_s=RECORD_TTL_S,
+    )
     for key in (keys.record(SUBJECT), keys.consumed(SUBJECT), keys.outbox(SUBJECT)):
         assert 0 < redis_client.ttl(key) <= RECORD_TTL_S
 
@@ -443,7 +443,7 @@ def test_renewal_of_a_lost_lease_stops_quietly(
 
 def test_unreachable_redis_maps_to_retryable_transaction_violations() -> None:
     settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_connect_timeout_s=0.5)
-    memory = RedisMachineMemory.from_settings(settings)
+    memory = RedisMachineMemory.from_settings(settings, redis_client(settings))
     started = time.monotonic()
     expected: list[tuple[Callable[[], object], TransactionCause]] = [
         (lambda: memory.lock(SUBJECT), TransactionCause.LOCK_FAILURE),
@@ -525,15 +525,15 @@ def test_read_and_write_are_one_round_trip_each(redis_url: str) -> None:
 
 def test_an_orchestrator_step_costs_three_round_trips(redis_url: str) -> None:
     """lock-and-read (SET NX and reads, one pipeline) + write (script) + unlock-and-settle (script)."""
+    from cli.demo import init_event
     from examples.increment import IncrementMachine
-    from orchestrator.demo import init_event
     from orchestrator.orchestrator import create_orchestrator
 
     settings = Settings(redis_url=redis_url)
     base = redis_client(settings)
     pool = redis.ConnectionPool(connection_class=CountingConnection, **base.get_connection_kwargs())
     client = redis.Redis(connection_pool=pool)
-    memory = RedisMachineMemory(client, lock_expire_s=30, auto_renewal=False, record_ttl_s=60)
+    memory = RedisMachineMemory(client, lock_expire_s=30, auto_renewal=False)
     orchestrator = create_orchestrator(machines=[IncrementMachine], memory=memory)
     dataschema = "#/examples/orchestrator/increment/1.0.0"
     orchestrator.execute(init_event("arvo.orc.inc", dataschema, {"key": "warm", "modifier": 1}))  # loads scripts

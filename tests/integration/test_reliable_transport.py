@@ -15,17 +15,18 @@ import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue  # type: ignore[attr-defined]
 
-from config.celery_config import RELIABLE_REDIS_TRANSPORT, celery_config
 from config.settings import Settings
-from tasks.redis_memory import unpack
-from tasks.streams import DeadLetterStore
-from tasks.transport import SIGNAL_CAP, Channel, Transport, signal_key
+from tasks.store import keys
+from tasks.store.codec import unpack
+from tasks.store.streams import DeadLetterStore
+from tasks.worker.celery_config import celery_config
+from tasks.worker.kombu_redis import SIGNAL_CAP, Channel, Transport
 
 QUEUE = "reliable"
 
 
 def _connection(url: str, **options: object) -> Connection:
-    return Connection(url, transport=RELIABLE_REDIS_TRANSPORT, transport_options={"visibility_timeout": 3600, **options})
+    return Connection(url, transport=Transport, transport_options={"visibility_timeout": 3600, **options})
 
 
 @pytest.fixture
@@ -52,8 +53,8 @@ def _send_reservation(channel: Channel) -> None:
 
 
 def test_the_config_selects_the_transport_for_redis_brokers_only() -> None:
-    assert celery_config(Settings(broker_url="redis://127.0.0.1:6399/0"))["broker_transport"] == RELIABLE_REDIS_TRANSPORT
-    assert celery_config(Settings(broker_url="rediss://cache.example:6380/0"))["broker_transport"] == RELIABLE_REDIS_TRANSPORT
+    assert celery_config(Settings(broker_url="redis://127.0.0.1:6399/0"))["broker_transport"] == Transport
+    assert celery_config(Settings(broker_url="rediss://cache.example:6380/0"))["broker_transport"] == Transport
     assert "broker_transport" not in celery_config(Settings(broker_url="memory://"))
     with _connection("redis://127.0.0.1:6399/3") as conn:
         assert isinstance(conn.transport, Transport)
@@ -116,7 +117,7 @@ def test_a_sweep_cut_off_mid_way_delays_redelivery_by_the_configured_mutex_expir
         time.sleep(0.01)
     assert redis_client.hlen("unacked") == 1
 
-    with Connection(redis_url, transport=RELIABLE_REDIS_TRANSPORT, transport_options={**options, "visibility_timeout": 0}) as sweeper:
+    with Connection(redis_url, transport=Transport, transport_options={**options, "visibility_timeout": 0}) as sweeper:
         channel = sweeper.default_channel
         # What a sweep leaves when its connection dies after acquiring the mutex (kombu's Mutex).
         assert channel.client.lock(channel.unacked_mutex_key, timeout=channel.unacked_mutex_expire).acquire(blocking=False)
@@ -142,7 +143,7 @@ def test_queue_items_that_are_not_envelopes_are_dead_lettered_and_consumption_go
         connection.drain_events(timeout=5)
         connection.drain_events(timeout=5)
     assert received == [{"n": 1}, {"n": 2}]
-    letters = DeadLetterStore(redis_client, "orch:deadletter", 1000).read()
+    letters = DeadLetterStore(redis_client, 1000).read()
     assert [letter.reason for letter in letters] == ["undecodable-envelope"] * len(garbage)
     assert [bytes.fromhex(letter.payload["body_hex"]) for letter in letters] == garbage
     assert all(letter.payload["queue"] == QUEUE for letter in letters)
@@ -154,14 +155,14 @@ def test_publishes_signal_idle_consumers_and_signals_are_capped(
 ) -> None:
     for n in range(SIGNAL_CAP + 10):
         _publish(connection, queue, {"n": n})
-    assert redis_client.llen(signal_key(QUEUE)) == SIGNAL_CAP
+    assert redis_client.llen(keys.queue_signal(QUEUE)) == SIGNAL_CAP
     # Found empty by a reservation: its signals are cleared atomically with the finding.
     redis_client.delete(QUEUE)
     channel = connection.default_channel
     _send_reservation(channel)
     with pytest.raises(Empty):
         channel._brpop_read()
-    assert redis_client.llen(signal_key(QUEUE)) == 0
+    assert redis_client.llen(keys.queue_signal(QUEUE)) == 0
 
 
 def test_dead_letters_keep_the_configured_stream(redis_client: redis.Redis, redis_url: str, queue: Queue) -> None:

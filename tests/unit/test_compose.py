@@ -192,7 +192,7 @@ def test_worker_pools_serve_the_registry_destinations(
 def test_worker_environment_is_valid_settings(
     services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.app import create_app
+    from tasks.worker.app import create_app
 
     for name, argv in _celery_services(services).items():
         env = _worker_env(services[name])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.consumer import MAX_MESSAGE_NESTING, nesting_depth
+from tasks.worker.consumer import MAX_MESSAGE_NESTING, nesting_depth
 
 
 def _nested(levels: int) -> Any:

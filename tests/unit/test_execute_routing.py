@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import pytest
 
+from cli.demo import init_event
 from config.settings import Settings
 from orchestrator import ConfigViolation
-from orchestrator.demo import init_event
-from tasks.app import create_app
-from tasks.execute import deployment_destinations
+from tasks.worker.app import create_app
 
 
 def test_deployment_destinations_are_the_handler_sources() -> None:
     app = create_app(Settings(broker_url="redis://127.0.0.1:1/0", redis_url="redis://127.0.0.1:1/0"))
-    assert deployment_destinations(app) == {
+    assert app.tasks["tasks.execute"].runtime.destinations == {
         "com.value.read",
         "com.number.increment",
         "com.number.double",

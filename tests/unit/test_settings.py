@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config.celery_config import celery_config
 from config.settings import BROKER_SCHEMES, Settings, parse_redis_url, redact_url
+from tasks.store import keys
+from tasks.worker.celery_config import celery_config
+from tasks.worker.kombu_redis import Transport as ReliableRedisTransport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,10 +171,10 @@ def test_celery_config_delivers_at_least_once_and_stores_no_results() -> None:
         "unacked_restore_interval": 3,
         "unacked_restore_throttle": 2,
         "unacked_mutex_expire": 7,
-        "dead_letter_stream": settings.dead_letter_stream,
+        "dead_letter_stream": keys.DEAD_LETTER_STREAM,
         "dead_letter_maxlen": settings.stream_maxlen,
     }
-    assert config["broker_transport"] == "tasks.transport:Transport"  # reserves atomically
+    assert config["broker_transport"] is ReliableRedisTransport  # reserves atomically
 
 
 def test_celery_config_is_a_fresh_dict_each_time() -> None:
@@ -191,7 +193,7 @@ def test_tls_broker_and_backend_verify_certificates() -> None:
 
 
 def test_create_app_uses_only_the_derived_config() -> None:
-    from tasks.app import create_app, settings_of
+    from tasks.worker.app import create_app, settings_of
 
     settings = Settings(broker_url="redis://127.0.0.1:1/0")
     app = create_app(settings)
@@ -216,24 +218,26 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_importing_the_packages_reads_no_settings() -> None:
-    # An unknown ORCH_ variable makes Settings() fail, so any import-time read would show.
+    # An unknown ORCH_ variable makes Settings() fail, so any import-time read would show; the
+    # first use of the app's configuration reads them (and fails, naming the variable).
     result = _run(
-        "import tasks, tasks.app, tasks.keys, tasks.redis_memory, tasks.connections, config\n"
-        "import config.logging, config.celery_config\n"
+        "import tasks, tasks.celery, tasks.runtime, tasks.client, tasks.store.memory, tasks.worker.app\n"
+        "import config, config.logging, tasks.worker.celery_config\n"
         "print('imported')\n"
-        "try:\n    tasks.app\nexcept Exception as exc:\n    print(type(exc).__name__)\n",
+        "try:\n    tasks.app.conf.broker_url\nexcept Exception as exc:\n    print(type(exc).__name__)\n",
         ORCH_NOT_A_SETTING="1",
     )
     assert result.stdout.split() == ["imported", "ValidationError"], result.stderr
 
 
-def test_tasks_app_is_the_celery_app_even_after_importing_the_submodule() -> None:
+def test_celery_finds_tasks_app_and_execute_is_its_task() -> None:
     result = _run(
-        "from tasks.app import create_app\n"
-        "import tasks.app as _, tasks.execute\n"
         "import tasks\n"
+        "from tasks import app, execute\n"
         "from celery import Celery\n"
-        "print(isinstance(tasks.app, Celery), tasks.app is tasks.app, 'tasks.ping' in tasks.app.tasks)\n",
+        "from celery.app.utils import find_app\n"
+        "print(isinstance(app, Celery), find_app('tasks') is app, execute.name, execute.app is app,\n"
+        "      'tasks.ping' in app.tasks)\n",
         ORCH_BROKER_URL="redis://127.0.0.1:1/0",
     )
-    assert result.stdout.split() == ["True", "True", "True"], result.stderr
+    assert result.stdout.split() == ["True", "True", "tasks.execute", "True", "True"], result.stderr

@@ -8,7 +8,7 @@ import socket
 import pytest
 import redis
 
-from tasks.startup import _problem, check_redis
+from tasks.worker.startup import _problem, check_redis
 
 
 def test_refusals_no_retry_can_fix_are_fatal_and_outages_are_not() -> None:

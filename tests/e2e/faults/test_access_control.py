@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tasks.startup import EXIT_CODE
+from tasks.worker.startup import EXIT_CODE
 from tests.e2e.faults.registries import TAP_KEY
 from tests.helpers.chaos import (
     ORCHESTRATOR_QUEUES,

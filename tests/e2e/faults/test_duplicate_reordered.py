@@ -35,8 +35,8 @@ from examples.registry import build
 from orchestrator.broker import LocalBroker
 from orchestrator.event import ArvoEvent, decode_event
 from orchestrator.memory.in_memory import InMemoryMachineMemory
-from tasks import keys
-from tasks.redis_memory import unpack
+from tasks.store import keys
+from tasks.store.codec import unpack
 from tests.helpers.chaos import (
     SERVICE_QUEUES,
     Cluster,

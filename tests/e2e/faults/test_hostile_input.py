@@ -41,10 +41,10 @@ from hypothesis import strategies as st
 from orchestrator.errors import ConfigViolation
 from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.subject import OrchestrationSubject, encode_compressed_json
-from tasks import keys
-from tasks.redis_memory import unpack
-from tasks.runtime import EXECUTE_TASK
-from tasks.streams import DeadLetter
+from tasks.store import keys
+from tasks.store.codec import unpack
+from tasks.store.streams import DeadLetter
+from tasks.worker.task import EXECUTE_TASK
 from tests.helpers.chaos import (
     ALL_QUEUES,
     Cluster,

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import pytest
 import redis
 
-from tasks import keys
-from tasks.redis_memory import unpack
+from tasks.store import keys
+from tasks.store.codec import unpack
 from tests.helpers.chaos import (
     CLIENT,
     Cluster,

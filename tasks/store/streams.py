@@ -7,6 +7,8 @@
   deployment (the client that started a workflow, a domain such as human review) are appended to
   a stream per destination, where clients read them (:mod:`tasks.client`).
 
+Stream names come from :mod:`tasks.store.keys`.
+
 Both streams are capped (``MAXLEN ~``) so that a long-running deployment keeps a bounded history.
 """
 
@@ -20,7 +22,8 @@ from typing import Any
 import redis
 
 from orchestrator.event import ArvoEvent, decode_event
-from tasks.redis_memory import pack, unpack
+from tasks.store import keys
+from tasks.store.codec import pack, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +41,7 @@ class DeadLetter:
 class DeadLetterStore:
     """Append-only store of messages that cannot be processed, with why."""
 
-    def __init__(self, client: redis.Redis, stream: str, maxlen: int) -> None:
+    def __init__(self, client: redis.Redis, maxlen: int, stream: str = keys.DEAD_LETTER_STREAM) -> None:
         self._client = client
         self.stream = stream
         self._maxlen = maxlen
@@ -80,14 +83,14 @@ def _dead_letter(entry_id: Any, fields: Mapping[Any, Any]) -> DeadLetter:
 class ExternalOutbox:
     """One stream per destination outside the deployment; entries are msgpack events."""
 
-    def __init__(self, client: redis.Redis, prefix: str, maxlen: int) -> None:
+    def __init__(self, client: redis.Redis, maxlen: int) -> None:
         self._client = client
-        self._prefix = prefix
         self._maxlen = maxlen
 
-    def stream(self, destination: str) -> str:
+    @staticmethod
+    def stream(destination: str) -> str:
         """The stream of ``destination``."""
-        return f"{self._prefix}{destination}"
+        return keys.outbox_stream(destination)
 
     def add(self, destination: str, event: ArvoEvent, pipe: Any | None = None) -> None:
         """Append ``event`` to the stream of ``destination`` (optionally on a pipeline)."""

@@ -1,23 +1,26 @@
 """The Celery configuration, derived from :class:`~config.settings.Settings` in this one place.
 
-``celery_config(settings)`` returns a plain dict for ``Celery(config_source=...)`` /
-``app.conf.update``. No other module sets a Celery option, so what the runtime promises (at
-least once delivery, no pickle, no stored results) can be read and tested here.
+``celery_config(settings)`` returns a plain dict; :class:`LazyCeleryConfig` is the mapping an
+app is configured from (``app.config_from_object``), built on first use. No other module sets a
+Celery option, so what the runtime promises (at least once delivery, no pickle, no stored
+results) can be read and tested here.
 """
 
 from __future__ import annotations
 
 import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from config.settings import RedisEndpoint, Settings, parse_redis_url
+from tasks.store import keys
+from tasks.worker.consumer import DeadLetteringConsumer
+from tasks.worker.kombu_redis import Transport as ReliableRedisTransport
 
 #: The only content types a worker deserializes. Pickle is registered in kombu but never
 #: accepted: a pickle body would let whoever can write to the broker run code in the worker.
 ACCEPT_CONTENT = ("msgpack", "json")
-
-#: The broker transport for ``redis://`` and ``rediss://`` brokers (see :mod:`tasks.transport`).
-RELIABLE_REDIS_TRANSPORT = "tasks.transport:Transport"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -53,8 +56,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "broker_transport_options": {
             **transport_options,
-            # Where tasks.transport dead-letters queue items that are not kombu envelopes.
-            "dead_letter_stream": settings.dead_letter_stream,
+            # Where the reliable transport dead-letters queue items that are not kombu envelopes.
+            "dead_letter_stream": keys.DEAD_LETTER_STREAM,
             "dead_letter_maxlen": settings.stream_maxlen,
         },
         "broker_connection_retry_on_startup": True,
@@ -80,13 +83,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_create_missing_queues": True,
         # Messages Celery refuses before any task runs (pickle, undecodable) go to the dead letters.
-        "worker_consumer": "tasks.consumer:DeadLetteringConsumer",
+        # Celery takes the class itself as well as a dotted path: no string to load.
+        "worker_consumer": DeadLetteringConsumer,
     }
     if settings.broker.scheme in ("redis", "rediss"):
         # kombu's Redis transport loses a message whose consumer is SIGKILLed between BRPOP and
         # its unacked bookkeeping, and a worker exits on a queue item that is not an envelope;
         # this subclass reserves atomically and dead-letters such items (see its docstring).
-        config["broker_transport"] = RELIABLE_REDIS_TRANSPORT
+        # kombu takes a transport class as well as a name.
+        config["broker_transport"] = ReliableRedisTransport
     broker_tls = _verified_tls(settings.broker)
     if broker_tls is not None:
         config["broker_use_ssl"] = broker_tls
@@ -113,3 +118,36 @@ def _verified_tls(endpoint: RedisEndpoint) -> dict[str, Any] | None:
     if endpoint.tls and "ssl_cert_reqs" not in endpoint.query:
         return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return None
+
+
+class LazyCeleryConfig(Mapping[str, Any]):
+    """The Celery configuration of an app, derived from its settings the first time it is read.
+
+    ``app.config_from_object(LazyCeleryConfig(...))`` is Celery's documented lazy configuration:
+    the app reads its source only when a setting is first needed (a worker starting, a first
+    ``delay``), so building the app reads no environment and opens no connection.
+
+    Args:
+        settings: returns the deployment settings (called once, on first use).
+    """
+
+    def __init__(self, settings: Callable[[], Settings]) -> None:
+        self._settings = settings
+        self._config: dict[str, Any] | None = None
+        self._mutex = threading.Lock()
+
+    def _built(self) -> dict[str, Any]:
+        if self._config is None:
+            with self._mutex:
+                if self._config is None:
+                    self._config = celery_config(self._settings())
+        return self._config
+
+    def __getitem__(self, key: str) -> Any:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())

@@ -12,16 +12,18 @@ dead-letter store with its headers, content type and (truncated) raw body, never
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from celery import signals
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from orchestrator.errors import DecodeError
-from tasks.streams import DeadLetterStore
+from tasks.store import keys
+from tasks.worker.task import EXECUTE_TASK
+
+if TYPE_CHECKING:
+    from tasks.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -33,23 +35,10 @@ BODY_KEPT = 4096
 #: pickling to a prefork child fails from ~450 levels, msgpack refuses more than 511.
 MAX_MESSAGE_NESTING = 128
 
-#: Per app (this process): the state-Redis client of its consumer and its dead-letter store.
-_consumer_state: dict[int, tuple[redis.Redis, DeadLetterStore]] = {}
-_mutex = threading.Lock()
-
-
-def _state(app: Any) -> tuple[redis.Redis, DeadLetterStore]:
-    """The state-Redis client of ``app``'s consumer and its dead-letter store, built once."""
-    with _mutex:
-        state = _consumer_state.get(id(app))
-        if state is None:
-            from tasks.connections import redis_client
-
-            settings = app.orch_settings
-            client = redis_client(settings)
-            state = (client, DeadLetterStore(client, settings.dead_letter_stream, settings.stream_maxlen))
-            _consumer_state[id(app)] = state
-        return state
+def _runtime(app: Any) -> Runtime:
+    """This process's runtime of ``app`` (its Redis client, dead letters and settings)."""
+    runtime: Runtime = app.tasks[EXECUTE_TASK].runtime
+    return runtime
 
 
 def _describe(message: Any) -> dict[str, Any]:
@@ -71,7 +60,7 @@ def dead_letter_message(app: Any, reason: str, message: Any, error: BaseExceptio
     """Store a refused raw message; never raises (the consumer must keep serving)."""
     try:
         task_id = (getattr(message, "headers", None) or {}).get("id")
-        _state(app)[1].add(
+        _runtime(app).dead_letters.add(
             reason=reason,
             error=f"{type(error).__name__}: {error}" if error is not None else reason,
             payload=_describe(message),
@@ -117,19 +106,17 @@ def _is_poison(app: Any, message: Any) -> bool:
     headers = message.headers
     if not (info.get("redelivered") or headers.get("redelivered")):
         return False
-    from tasks import keys
-
+    runtime = _runtime(app)
     key = keys.attempts(f"{headers.get('id')}:{headers.get('retries') or 0}")
     try:
-        pipe = _state(app)[0].pipeline(transaction=False)
+        pipe = runtime.redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, ATTEMPTS_TTL_S)
         count, _ = pipe.execute()
     except Exception:
         logger.warning("could not count the redeliveries of task %s", headers.get("id"), exc_info=True)
         return False
-    limit: int = app.orch_settings.max_redeliveries
-    return int(count) > limit
+    return int(count) > runtime.settings.max_redeliveries
 
 
 class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
@@ -166,7 +153,7 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
                     message.ack()
                     return None
                 if _is_poison(self.app, message):
-                    limit = self.app.orch_settings.max_redeliveries
+                    limit = _runtime(self.app).settings.max_redeliveries
                     error = DecodeError(f"redelivered more than max_redeliveries={limit} times: its runs keep dying")
                     dead_letter_message(self.app, "poison-message", message, error)
                     message.ack()

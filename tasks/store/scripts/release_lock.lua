@@ -2,8 +2,8 @@
 --
 -- The same release python-redis-lock performs (owner check, wake-up signal for waiters, delete),
 -- plus the HDEL that marks the events produced by the step as published. The runtime publishes
--- while it still holds the lock, then calls this: one round trip instead of two. Loaded by
--- tasks/redis_memory.py with register_script; key names come from tasks/keys.py.
+-- while it still holds the lock, then calls this: one round trip instead of two. Registered by
+-- tasks/store/memory.py; key names come from tasks/store/keys.py.
 --
 -- KEYS[1]  lock:orch:{<s>}          string  the lock; value = the holder's token
 -- KEYS[2]  lock-signal:orch:{<s>}   list    python-redis-lock's wake-up signal

@@ -1,8 +1,8 @@
 -- write_record.lua: the one write of an orchestrator step, atomic on one Redis.
 --
 -- Compare-and-set of a subject's record, fenced by its python-redis-lock lease, together with
--- the consumed event id and the step's outbox. Loaded by tasks/redis_memory.py with
--- register_script; key names come from tasks/keys.py (all four share the {subject} hash tag).
+-- the consumed event id and the step's outbox. Registered by tasks/store/memory.py; key names
+-- come from tasks/store/keys.py (all four share the {subject} hash tag).
 --
 -- KEYS[1]  orch:{<s>}:record     hash    version (decimal), blob (msgpack record)
 -- KEYS[2]  orch:{<s>}:consumed   set     ids of events applied to the subject
@@ -14,8 +14,8 @@
 -- ARGV[3]  the new record blob (msgpack)
 -- ARGV[4]  id of the event being applied, or "" for none
 -- ARGV[5]  outbox blob (msgpack list of events), or "" when there is nothing to publish
--- ARGV[6]  "1" when the record is terminal (the workflow is finished), else "0"
--- ARGV[7]  seconds to keep a terminal record, its consumed set and its outbox
+-- ARGV[6]  seconds to keep the record, its consumed set and its outbox (the orchestrator says
+--          so for a finished workflow), or "" to keep them until a later write
 --
 -- Returns a two-element array:
 --   { 1, new_version }       written
@@ -45,8 +45,8 @@ end
 
 -- A running workflow never expires (it may wait days for a human); a finished one is kept
 -- for a retention period so late duplicates are still recognised, then forgotten.
-if ARGV[6] == "1" then
-    local ttl = tonumber(ARGV[7])
+if ARGV[6] ~= "" then
+    local ttl = tonumber(ARGV[6])
     redis.call("EXPIRE", KEYS[1], ttl)
     redis.call("EXPIRE", KEYS[2], ttl)
     redis.call("EXPIRE", KEYS[3], ttl)

@@ -1,7 +1,8 @@
 """Every Redis key the runtime reads or writes, in one place.
 
-Nothing else in the project spells a key: the memory, the lock, the execute task, the client
-helpers and the tests all call these functions, so the schema below is the whole truth.
+Nothing else in the project spells a key: the memory, the lock, the broker transport, the
+consumer, the client helpers and the tests all call these functions, so the schema below is the
+whole truth.
 
 Key schema (``<s>`` is the orchestration subject, used verbatim)::
 
@@ -15,8 +16,8 @@ Key schema (``<s>`` is the orchestration subject, used verbatim)::
     orch:attempts:<id>           string delivery attempt counter of a message (poison detection)
     orch:deadletter              stream dead-lettered events with the reason and the time
     orch:outbox:<destination>    stream events for destinations with no handler in this deployment
-
-The two stream names are defaults; :class:`config.settings.Settings` can rename them.
+    _orch.signal.<queue>         list   broker Redis: one entry per publish to <queue>, popped by
+                                        idle consumers of the reliable transport to wake up
 
 Why the ``{<s>}`` hash tag: the write script touches the record, consumed set, outbox hash and
 lock key of one subject in one call, and Redis Cluster only allows that when all keys hash to the
@@ -39,11 +40,14 @@ LOCK_KEY_PREFIX = "lock:"
 #: Prefix python-redis-lock puts before a lock name to form its signal list key.
 LOCK_SIGNAL_PREFIX = "lock-signal:"
 
-#: Default name of the dead-letter stream.
+#: The dead-letter stream.
 DEAD_LETTER_STREAM = f"{PREFIX}:deadletter"
 
-#: Default prefix of the per-destination outbox streams (the destination is appended).
+#: Prefix of the per-destination outbox streams (the destination is appended).
 OUTBOX_STREAM_PREFIX = f"{PREFIX}:outbox:"
+
+#: Prefix of the broker's per-queue wake-up signal lists (not a kombu key, so no clash).
+QUEUE_SIGNAL_PREFIX = "_orch.signal."
 
 
 def _subject_tag(subject: str) -> str:
@@ -89,13 +93,13 @@ def attempts(message_id: str) -> str:
     return f"{PREFIX}:attempts:{message_id}"
 
 
-def outbox_stream(destination: str, prefix: str = OUTBOX_STREAM_PREFIX) -> str:
+def outbox_stream(destination: str) -> str:
     """Stream receiving the events addressed to ``destination`` (an event's ``to``)."""
     if not destination:
         raise ValueError("A destination is required to build its outbox stream key")
-    return prefix + destination
+    return OUTBOX_STREAM_PREFIX + destination
 
 
-def dead_letter_stream(name: str = DEAD_LETTER_STREAM) -> str:
-    """The dead-letter stream; a function so callers never hard-code the default."""
-    return name
+def queue_signal(queue: str) -> str:
+    """The broker list that wakes idle consumers of ``queue`` (see tasks.worker.kombu_redis)."""
+    return QUEUE_SIGNAL_PREFIX + queue

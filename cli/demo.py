@@ -1,7 +1,7 @@
 """The demo: the example workflows on the in-process broker, each event printed as it flows.
 
-``python -m orchestrator demo`` needs no Redis and no worker: it is the embedded mode. The
-``--celery`` variant (in :mod:`tasks.demo`) runs the same workflows through Celery workers.
+``python -m cli demo`` needs no Redis and no worker: it is the embedded mode. The
+``--celery`` variant (:mod:`cli.celery_demo`) runs the same workflows through Celery workers.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from examples.registry import build
 from orchestrator.broker import LocalBroker
 from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.memory.in_memory import InMemoryMachineMemory
@@ -60,8 +61,6 @@ def event_line(event: ArvoEvent) -> str:
 
 def run_demo(out: TextIO, printer: Callable[[str], None] | None = None) -> int:
     """Run every demo workflow in process; return 0 when all completed successfully."""
-    from examples.registry import build  # the examples are the demo's content, loaded on demand
-
     emit = printer or (lambda line: print(line, file=out))
     broker = LocalBroker(build(InMemoryMachineMemory()), on_event=lambda e: emit(event_line(e)))
     failures = 0

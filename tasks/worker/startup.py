@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -85,14 +86,14 @@ def check_deployment(settings: Settings) -> None:
         check_redis(settings.broker_url, "broker Redis", timeout)
 
 
-def connect_startup_check(app: Celery, settings: Settings) -> None:
+def connect_startup_check(app: Celery, settings: Callable[[], Settings]) -> None:
     """Run :func:`check_deployment` when a worker of ``app`` starts; exit on a refusal."""
 
     def on_worker_init(sender: Any = None, **_: Any) -> None:
-        if sender is not None and getattr(sender, "app", None) is not app:
+        if getattr(sender, "app", None) is not app:
             return
         try:
-            check_deployment(settings)
+            check_deployment(settings())
         except StartupError as error:
             logger.critical("%s", error)
             print(f"worker start-up refused: {error}", file=sys.stderr, flush=True)

@@ -1,11 +1,11 @@
 """RedisMachineMemory: the :class:`~orchestrator.memory.base.MachineMemory` port on Redis.
 
-One subject's state is four keys (see :mod:`tasks.keys`): a record hash (``version`` and a
+One subject's state is four keys (see :mod:`tasks.store.keys`): a record hash (``version`` and a
 msgpack ``blob``), a set of consumed event ids, a hash of unpublished outboxes, and the
 python-redis-lock key. Costs per call, in network round trips:
 
 * ``lock``: 1 (python-redis-lock's ``SET NX EX``; its ownership GET is skipped, see
-  ``_LeaseLock._held``);
+  :mod:`tasks.store.lease`);
 * ``read``: 1 (a non-transactional pipeline: HMGET record, SISMEMBER consumed, HGET outbox);
 * ``lock_and_read``: 1 (the ``SET NX EX`` and the read's commands in one pipeline);
 * ``write``: 1 (``EVALSHA`` of ``write_record.lua``: lock check, version check, writes, TTLs);
@@ -31,140 +31,20 @@ mismatches are ``WRITE_CONFLICT`` (also retryable: the event is re-run on the ne
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import redis
-import redis_lock
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory.base import Lease, ReadResult, require_subject
-from tasks import keys
+from orchestrator.memory.base import Lease, ReadResult, require_record, require_subject
+from tasks.store import keys, scripts
+from tasks.store.codec import pack, unpack
+from tasks.store.lease import SIGNAL_EXPIRE_MS, LeaseKeeper, LeaseLock, register_lock_scripts
 
 if TYPE_CHECKING:
-
     from config.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: Values of a record's ``status`` that end a workflow (its keys then expire).
-TERMINAL_STATUSES = frozenset({"done"})
-
-#: How long python-redis-lock's wake-up signal list lives after a release (its default).
-SIGNAL_EXPIRE_MS = 1000
-
-#: Value of ``executionStatus`` of a workflow that failed for good.
-FAILURE_EXECUTION_STATUS = "failure"
-
-
-@cache
-def _script_source(name: str) -> str:
-    # Next to this module in every install mode (package data in a wheel, the source tree in an
-    # editable install); importlib.resources trips over editable namespace mappings.
-    return (Path(__file__).parent / name).read_text(encoding="utf-8")
-
-
-def _write_script_source() -> str:
-    return _script_source("write_record.lua")
-
-
-def is_terminal(record: dict[str, Any]) -> bool:
-    """Whether ``record`` belongs to a finished workflow, whose keys may then expire."""
-    return (
-        record.get("status") in TERMINAL_STATUSES or record.get("executionStatus") == FAILURE_EXECUTION_STATUS
-    )
-
-
-def pack(value: Any) -> bytes:
-    """msgpack a JSON-typed value; the only encoding of records and outboxes in Redis."""
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def unpack(data: bytes) -> Any:
-    """Inverse of :func:`pack`; every call returns fresh, unshared objects."""
-    # strict_map_key=False: a record with a non-str key must not become unreadable.
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
-
-
-class _LeaseLock(redis_lock.Lock):  # type: ignore[misc]
-    """python-redis-lock's Lock, acquired once per lease, renewed by a :class:`_LeaseKeeper`."""
-
-    def queue_acquire(self, pipe: redis.client.Pipeline) -> None:
-        """Queue on ``pipe`` the command of ``acquire(blocking=False)``: ``SET name id NX EX``.
-
-        Same key, token and expiry as python-redis-lock's own acquisition, so its extend and
-        release scripts work on the result; the reply (truthy when taken) tells if it was.
-        """
-        pipe.set(self._name, self._id, nx=True, ex=self._expire)
-
-    @property
-    def _held(self) -> bool:
-        # python-redis-lock asks Redis (a GET) whether this *instance* already holds the lock,
-        # to refuse a second acquire on it. Every lease here is a fresh instance acquired once,
-        # so the answer is known without the round trip.
-        return False
-
-
-class _LeaseKeeper:
-    """One daemon thread per process that extends every held lease of a memory.
-
-    python-redis-lock's own ``auto_renewal`` starts and joins a thread per acquisition: measured
-    at 0.3-0.8 ms per orchestrator step, more than all its Redis round trips, and a source of
-    native memory growth (each new thread may get its own malloc arena). A step lasts
-    milliseconds, so one thread waking every third of the lease and extending the leases older
-    than that does the same job for free. A lost lease stops being renewed with a warning (the
-    fenced write refuses the step anyway); a Redis error is retried at the next wake-up.
-    """
-
-    def __init__(self, expire_s: int) -> None:
-        self._expire_s = expire_s
-        self._interval = max(expire_s / 3.0, 0.05)
-        self._leases: dict[str, tuple[_LeaseLock, float]] = {}
-        self._mutex = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def add(self, lock: _LeaseLock) -> None:
-        """Keep ``lock`` extended until :meth:`discard`."""
-        with self._mutex:
-            self._leases[lock.id] = (lock, time.monotonic())
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="orch-lease-keeper", daemon=True)
-                self._thread.start()
-
-    def discard(self, token: str) -> None:
-        """Stop renewing the lease with ``token`` (idempotent)."""
-        with self._mutex:
-            self._leases.pop(token, None)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval)
-            now = time.monotonic()
-            with self._mutex:
-                due = [(token, lock) for token, (lock, since) in self._leases.items() if now - since >= self._interval]
-            for token, lock in due:
-                self._extend(token, lock, now)
-
-    def _extend(self, token: str, lock: _LeaseLock, now: float) -> None:
-        try:
-            lock.extend(expire=self._expire_s)
-        except (redis_lock.NotAcquired, redis_lock.NotExpirable):
-            logger.warning("Lease on %s was lost; renewal stopped", lock._name)
-            self.discard(token)
-            return
-        except redis.RedisError as exc:
-            logger.warning("Could not renew %s (%s); retrying", lock._name, exc)
-            return
-        with self._mutex:
-            if token in self._leases:
-                self._leases[token] = (lock, now)
 
 
 class RedisMachineMemory:
@@ -174,40 +54,25 @@ class RedisMachineMemory:
         client: a ``redis.Redis`` with ``decode_responses=False`` (records are binary msgpack).
         lock_expire_s: lifetime of a lock in whole seconds; a crashed holder frees it then.
         auto_renewal: extend held locks from a thread so long steps keep their lease.
-        record_ttl_s: retention of a finished workflow's record, consumed ids and outbox.
     """
 
-    def __init__(
-        self, client: redis.Redis, *, lock_expire_s: int, auto_renewal: bool, record_ttl_s: int
-    ) -> None:
+    def __init__(self, client: redis.Redis, *, lock_expire_s: int, auto_renewal: bool) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisMachineMemory needs a client with decode_responses=False")
-        if lock_expire_s < 1 or record_ttl_s < 1:
-            raise ValueError("lock_expire_s and record_ttl_s must be at least 1 second")
+        if lock_expire_s < 1:
+            raise ValueError("lock_expire_s must be at least 1 second")
         self._client = client
         self._lock_expire_s = int(lock_expire_s)
-        self._record_ttl_s = int(record_ttl_s)
-        # Registering on the base class first matters: redis_lock registers its scripts once,
-        # on whichever class asks first, and a subclass first would leave Lock without them.
-        redis_lock.Lock.register_scripts(client)
-        self._write_script = client.register_script(_write_script_source())
-        self._release_script = client.register_script(_script_source("release_lock.lua"))
+        register_lock_scripts(client)
+        self._write_script = client.register_script(scripts.load("write_record"))
+        self._release_script = client.register_script(scripts.load("release_lock"))
         # Renews held leases (and keeps their lock objects) until ``unlock``.
-        self._keeper = _LeaseKeeper(self._lock_expire_s) if auto_renewal else None
+        self._keeper = LeaseKeeper(self._lock_expire_s) if auto_renewal else None
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: redis.Redis | None = None) -> RedisMachineMemory:
-        """Build from the deployment settings, with a new client unless one is given."""
-        if client is None:
-            from tasks.connections import redis_client
-
-            client = redis_client(settings)
-        return cls(
-            client,
-            lock_expire_s=settings.lock_expire_s,
-            auto_renewal=settings.lock_auto_renewal,
-            record_ttl_s=settings.record_ttl_s,
-        )
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> RedisMachineMemory:
+        """Build from the deployment settings over ``client``."""
+        return cls(client, lock_expire_s=settings.lock_expire_s, auto_renewal=settings.lock_auto_renewal)
 
     def lock(self, subject: str) -> Lease | None:
         """Try once to take the subject's lock; None when another holder has it.
@@ -251,11 +116,11 @@ class RedisMachineMemory:
             self.unlock(lease)
             raise
 
-    def _new_lock(self, subject: str) -> _LeaseLock:
+    def _new_lock(self, subject: str) -> LeaseLock:
         require_subject(subject, "lock")
-        return _LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
+        return LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
 
-    def _hold(self, subject: str, lock: _LeaseLock) -> Lease:
+    def _hold(self, subject: str, lock: LeaseLock) -> Lease:
         """Renew an acquired lock (with auto-renewal) until :meth:`unlock`; its lease."""
         if self._keeper is not None:
             self._keeper.add(lock)
@@ -323,8 +188,9 @@ class RedisMachineMemory:
         lease: Lease | None,
         event_id: str | None = None,
         outbox: list[dict[str, Any]] | None = None,
+        expire_after_s: int | None = None,
     ) -> int:
-        """Compare-and-set the record, fenced by ``lease``, with consumed id and outbox.
+        """Compare-and-set the record, fenced by ``lease``, with consumed id, outbox and expiry.
 
         Raises:
             TransactionViolation: ``WRITE_CONFLICT`` when the lease lost the lock or the
@@ -332,8 +198,7 @@ class RedisMachineMemory:
             TypeError: ``record`` or ``outbox`` holds values msgpack cannot encode.
         """
         require_subject(subject, "write")
-        if record is None:
-            raise ValueError("Data is required for write operation")
+        require_record(record)
         blob = pack(record)
         outbox_blob = pack(outbox) if outbox and event_id is not None else b""
         args: list[bytes | str | int] = [
@@ -342,8 +207,7 @@ class RedisMachineMemory:
             blob,
             event_id if event_id is not None else "",
             outbox_blob,
-            1 if is_terminal(record) else 0,
-            self._record_ttl_s,
+            int(expire_after_s) if expire_after_s is not None else "",
         ]
         script_keys = [
             keys.record(subject),

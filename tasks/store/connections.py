@@ -1,7 +1,7 @@
 """How the runtime connects to the state Redis (records, locks, dead letters, outbox streams).
 
 The broker connection is Celery's; this module only builds the redis-py client that
-:class:`~tasks.redis_memory.RedisMachineMemory` and the stream writers share.
+:class:`~tasks.store.memory.RedisMachineMemory` and the stream writers share.
 """
 
 from __future__ import annotations
