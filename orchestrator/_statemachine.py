@@ -4,7 +4,8 @@ Everything else in the orchestrator uses the library's public API only: ``StateC
 ``State``, ``Event`` and what its documentation describes (``states``, ``states_map``,
 ``initial_state``, ``Transition.events``, ``model=``, ``current_state_value``,
 ``configuration_values``, ``history_values``, ``send``, ``is_terminated``, the
-``catch_errors_as_events`` and ``allow_event_without_transition`` flags).
+``catch_errors_as_events`` and ``allow_event_without_transition`` flags). This module also
+uses the public ``configuration``, ``State.transitions`` and ``enabled_events``.
 
 Checked on python-statemachine 3.2.2. ``tests/unit/test_statemachine_contract.py`` pins each
 item below and fails naming the installed version when an upgrade changes one of them.
@@ -46,11 +47,25 @@ Internals relied on, and why:
    ``current_state_value`` keeps an ``OrderedSet`` as given, so a parallel configuration is
    restored in its persisted order without a copy, see :func:`set_configuration`.
    Test: ``test_set_configuration_restores_a_parallel_configuration_in_the_given_order``.
+5. ``Event.match(name)`` asked directly (the override point of internal 2), to tell whether an
+   event would select a transition without sending it, see :func:`has_enabled_transition`. The
+   guards come from the public ``enabled_events(**kwargs)``, relied on to return the events
+   named by the descriptors of the active states' transitions whose guards hold.
+   Tests: ``test_has_enabled_transition_asks_the_descriptors_and_the_guards_like_the_engine``,
+   ``test_has_enabled_transition_sees_transitions_of_compound_and_parallel_ancestors``.
+6. ``State._specs``, ``Transition._specs`` and the machine class's ``_specs`` (each a
+   ``statemachine.callbacks.CallbackSpecList`` of ``CallbackSpec``), and ``CallbackSpec.func``:
+   the callbacks attached to states and transitions, where a callable given directly
+   (``on=function``) is kept; no public API lists them. See :func:`attached_callables`. Also
+   iterating ``Transition.cond``, which yields one spec per guard (``cond`` and ``unless``) and
+   none for a transition without guards, see :func:`has_enabled_transition`.
+   Tests: ``test_attached_callables_finds_callables_given_to_states_and_transitions``,
+   ``test_transition_cond_lists_the_guards_and_nothing_else``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Hashable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterator, Sequence
 from typing import Any
 
 from statemachine import Event, StateChart
@@ -67,7 +82,16 @@ except ImportError as error:  # pragma: no cover - only on an incompatible upgra
         "tests/unit/test_statemachine_contract.py"
     ) from error
 
-__all__ = ["ExactEvent", "StateChartMetaclass", "make_exact", "rearm", "set_configuration", "start"]
+__all__ = [
+    "ExactEvent",
+    "StateChartMetaclass",
+    "attached_callables",
+    "has_enabled_transition",
+    "make_exact",
+    "rearm",
+    "set_configuration",
+    "start",
+]
 
 #: The metaclass of ``StateChart`` (internal 1).
 StateChartMetaclass = StateMachineMetaclass
@@ -118,3 +142,50 @@ def start(instance: StateChart[Any], **kwargs: Any) -> None:
 def set_configuration(instance: StateChart[Any], values: Sequence[Hashable]) -> None:
     """Restore the active configuration from its state values, in the order given (internal 4)."""
     instance.current_state_value = OrderedSet(values) if len(values) > 1 else values[0]
+
+
+def has_enabled_transition(instance: StateChart[Any], event: str, **kwargs: Any) -> bool:
+    """Whether sending ``event`` now would take a transition, without taking one (internal 5).
+
+    The engine's question: a transition of an active state (compound and parallel ancestors
+    included) with a descriptor that matches ``event`` (``Event.match``: the same name only for
+    an :class:`ExactEvent`, SCXML token prefix otherwise) and whose guards hold. Nothing but
+    descriptors is looked at unless one matches, and a matching transition without guards
+    (``Transition.cond`` lists none, internal 6) settles it; otherwise the guards are asked
+    through the public ``enabled_events``, with ``kwargs`` as ``send(event, **kwargs)`` would
+    pass them (a guard that raises counts as enabled, so that sending the event raises it where
+    it belongs).
+    """
+    matching = [
+        (str(descriptor), transition)
+        for state in instance.configuration
+        for transition in state.transitions
+        for descriptor in transition.events
+        if descriptor.match(event)
+    ]
+    if not matching:
+        return False
+    if any(next(iter(transition.cond), None) is None for _, transition in matching):
+        return True
+    names = {name for name, _ in matching}
+    return any(str(enabled) in names for enabled in instance.enabled_events(**kwargs))
+
+
+def attached_callables(machine: type[StateChart[Any]]) -> Iterator[tuple[str, Callable[..., Any]]]:
+    """The callables given directly to a machine's states and transitions (internal 6).
+
+    Yields ``(where, callable)``: ``on=function``, ``cond=function``, ``enter=function``...
+    Callbacks named by a string, or found by naming convention, are methods of the class and
+    are not listed here.
+    """
+    sources: list[tuple[str, Any]] = [("the machine", machine)]
+    for state in machine.states_map.values():
+        sources.append((f"state '{state.id}'", state))
+        sources.extend((f"transition {transition!s}", transition) for transition in state.transitions)
+    for where, source in sources:
+        for spec in source._specs:
+            func = spec.func
+            if isinstance(func, property):
+                func = func.fget
+            if callable(func):
+                yield where, func

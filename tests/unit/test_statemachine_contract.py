@@ -20,6 +20,8 @@ from statemachine import Event, State, StateChart
 from orchestrator._statemachine import (
     ExactEvent,
     StateChartMetaclass,
+    attached_callables,
+    has_enabled_transition,
     make_exact,
     rearm,
     set_configuration,
@@ -339,3 +341,154 @@ def test_set_configuration_restores_a_parallel_configuration_in_the_given_order(
         stored: Any = restored.model.state
         assert stored == "done"
         assert restored.current_state_value == "done"
+
+
+# ------------------------------------------------- 5. Event.match asked directly, enabled_events
+
+
+def test_has_enabled_transition_asks_the_descriptors_and_the_guards_like_the_engine() -> None:
+    guard_calls: list[Any] = []
+
+    class Machine(StateChart[Any]):
+        catch_errors_as_events = False
+        allow_event_without_transition = False  # so that send() says when it took nothing
+        idle = State(initial=True)
+        a = State(final=True)
+        b = State(final=True)
+        c = State(final=True)
+        exact = idle.to(a, event="sys.x.error")
+        prefix = idle.to(b, event="sys.y")
+        guarded = idle.to(c, event="sys.z.error", cond="allowed")
+
+        def allowed(self, flag: bool, data: Any = None) -> bool:
+            guard_calls.append((flag, data))
+            return flag
+
+    make_exact(Machine.idle.transitions[0], {"sys.x.error"})
+    cases = [
+        ("sys.x.error", True, True),
+        ("sys.x.error.more", True, False),  # exact: no token-prefix match
+        ("sys.y.error", True, True),  # SCXML token prefix
+        ("sys.z.error", True, True),
+        ("sys.z.error", False, False),  # the guard says no
+        ("sys.w.error", True, False),
+    ]
+    with relied_on(
+        "Event.match or StateChart.enabled_events",
+        "Event.match(name) being how a descriptor matches an event (ExactEvent overriding it), "
+        "enabled_events(**kwargs) returning the events, named like the descriptors, of the active "
+        "states' transitions whose guards hold with those kwargs, and TransitionNotAllowed from "
+        "send() when allow_event_without_transition is False and no transition was taken",
+    ):
+        for event, flag, expected in cases:
+            asked = has_enabled_transition(Machine(model=Holder("idle")), event, flag=flag, data="d")
+            instance = Machine(model=Holder("idle"))
+            try:
+                instance.send(event, flag=flag, data="d")
+                taken = True
+            except instance.TransitionNotAllowed:
+                taken = False
+            assert (asked, taken) == (expected, expected), event
+        guard_calls.clear()
+        assert not has_enabled_transition(Machine(model=Holder("idle")), "sys.w.error", flag=True)
+        assert guard_calls == [], "a guard was asked although no descriptor matched"
+        assert has_enabled_transition(Machine(model=Holder("idle")), "sys.z.error", flag=True, data=1)
+        assert (True, 1) in guard_calls, "the guard did not receive the keyword arguments"
+
+
+def test_has_enabled_transition_sees_transitions_of_compound_and_parallel_ancestors() -> None:
+    class Machine(StateChart[Any]):
+        catch_errors_as_events = False
+
+        class both(State.Parallel):
+            class left(State.Compound):
+                x = State(initial=True)
+                x_done = State(final=True)
+                go_x = x.to(x_done, event="go.x")
+                left_failed = x.to(x_done, event="fail.left")
+
+            class right(State.Compound):
+                y = State(initial=True)
+                y_done = State(final=True)
+                go_y = y.to(y_done, event="go.y")
+
+        done = State(final=True)
+        done_state_both = both.to(done)
+        both_failed = both.to(done, event="fail.both")
+
+    with relied_on(
+        "StateChart.configuration",
+        "configuration holding every active state (compound and parallel ancestors included), "
+        "restored from configuration values, each with its own transitions",
+    ):
+        instance = Machine(model=Holder("done"))
+        rearm(instance)
+        set_configuration(instance, ["both", "left", "x", "right", "y"])
+        assert has_enabled_transition(instance, "fail.both")  # on the parallel state
+        assert has_enabled_transition(instance, "fail.left")  # on an atomic state
+        assert has_enabled_transition(instance, "go.y")
+        assert not has_enabled_transition(instance, "fail.right")
+        set_configuration(instance, ["done"])
+        assert not has_enabled_transition(instance, "fail.both")
+
+
+# ------------------------------------------------------------------- 6. CallbackSpec.func
+
+
+def test_attached_callables_finds_callables_given_to_states_and_transitions() -> None:
+    def on_go() -> None: ...
+
+    def may_go() -> bool:
+        return True
+
+    def entering() -> None: ...
+
+    class Machine(StateChart[Any]):
+        idle = State(initial=True)
+        done = State(final=True, enter=entering)
+        go = idle.to(done, event="go", on=on_go, cond=may_go, after="named_action")
+
+        def named_action(self) -> None: ...
+
+        def on_enter_idle(self) -> None: ...
+
+    with relied_on(
+        "State._specs, Transition._specs or CallbackSpec.func",
+        "the callbacks of states and transitions being kept in a `_specs` CallbackSpecList of "
+        "CallbackSpec whose `func` is the callable given directly (on=function), or a name",
+    ):
+        found = list(attached_callables(Machine))
+        assert ("state 'done'", entering) in found
+        where = {func: place for place, func in found}
+        assert where[on_go] == where[may_go]
+        assert where[on_go].startswith("transition ")
+        assert all(callable(func) for _, func in found)
+        assert {func for _, func in found} == {on_go, may_go, entering}, "names are not callables"
+
+
+def test_transition_cond_lists_the_guards_and_nothing_else() -> None:
+    def may_go() -> bool:
+        return True
+
+    class Machine(StateChart[Any]):
+        idle = State(initial=True)
+        done = State(final=True)
+        plain = idle.to(done, event="plain", on="act")
+        guarded = idle.to(done, event="guarded", cond=["named", may_go], unless="blocked")
+
+        def act(self) -> None: ...
+
+        def named(self) -> bool:
+            return True
+
+        def blocked(self) -> bool:
+            return False
+
+    with relied_on(
+        "Transition.cond",
+        "iterating it yielding one CallbackSpec per guard (cond and unless), and nothing for a "
+        "transition without guards (has_enabled_transition skips the guards then)",
+    ):
+        plain, guarded = Machine.idle.transitions
+        assert list(plain.cond) == []
+        assert [spec.func for spec in guarded.cond] == ["named", may_go, "blocked"]
