@@ -271,9 +271,9 @@ class Completions:
     Survives a Redis outage: a failed read is simply retried at the next :meth:`poll`.
     """
 
-    def __init__(self, client: redis.Redis, destination: str = CLIENT, prefix: str = keys.OUTBOX_STREAM_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, destination: str = CLIENT) -> None:
         self._client = client
-        self.stream = keys.outbox_stream(destination, prefix)
+        self.stream = keys.outbox_stream(destination)
         self._after = "0-0"
         self.by_subject: dict[str, list[ArvoEvent]] = {}
         self.entries = 0
