@@ -21,7 +21,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run through Celery workers and Redis (ORCH_* settings): the running workers if they "
         "serve every demo queue, else two workers started for the demo",
     )
+    cancel = commands.add_parser("cancel", help="cancel a running workflow (Celery runtime, ORCH_* settings)")
+    cancel.add_argument("subject", help="the workflow's subject")
+    cancel.add_argument("--reason", required=True, help="why (sent to whoever awaits the workflow)")
     args = parser.parse_args(argv)
+    if args.command == "cancel":
+        return _cancel(args.subject, args.reason)
     if args.command == "demo" and args.celery:
         from cli.celery_demo import run_celery_demo
 
@@ -29,6 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     from cli.demo import run_demo
 
     return run_demo(sys.stdout)
+
+
+def _cancel(subject: str, reason: str) -> int:
+    from orchestrator.errors import OrchestratorError
+    from tasks.client import cancel_workflow
+
+    try:
+        cancel_workflow(subject, reason)
+    except (OrchestratorError, ValueError) as error:
+        print(f"cancel: {error}", file=sys.stderr)
+        return 1
+    print(f"cancellation sent for {subject}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,19 +26,22 @@ from typing import Any, TextIO
 from celery import Celery
 from opentelemetry import trace
 
-from cli.demo import demo_workflows
+from cli.demo import demo_workflows, is_expected, timed_workflows
 from config.settings import Settings
 from orchestrator.event import ArvoEvent
 from orchestrator.telemetry import current_headers
-from tasks.client import run_workflow
+from tasks.client import start_workflow
 from tasks.tracing import configure_tracing
 from tasks.worker.app import create_app
 
-ORCHESTRATOR_QUEUES = "arvo.orc.inc,arvo.orc.fanout"
+ORCHESTRATOR_QUEUES = "arvo.orc.inc,arvo.orc.fanout,arvo.orc.approval"
 SERVICE_QUEUES = "com.value.read,com.number.increment,com.number.double"
 
 #: Seconds to wait for running workers to answer before starting the demo's own.
 DISCOVERY_TIMEOUT_S = 1.0
+
+#: The approval's review deadline through real workers: short, so the demo shows it firing.
+DEADLINE_S = 2.0
 
 
 def _start_worker(queues: str, name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -131,9 +134,13 @@ def run_celery_demo(out: TextIO) -> int:
 def _run(app: Celery, out: TextIO, span_dir: Path | None) -> int:
     failures = 0
     tracer = trace.get_tracer("cli.celery_demo")
-    for title, init in demo_workflows():
+    plans = [(title, init, None) for title, init in demo_workflows()] + timed_workflows(DEADLINE_S)
+    for title, init, cancel_reason in plans:
         with tracer.start_as_current_span(f"demo {title}") as root:
-            result = run_workflow(_traced(init), timeout=30, app=app)
+            handle = start_workflow(_traced(init), app=app)
+            if cancel_reason is not None:
+                handle.cancel(cancel_reason)
+            result = handle.result(timeout=30)
             trace_id = format(root.get_span_context().trace_id, "032x")
         print(f"\n== {title}\n  trace id {trace_id}", file=out)
         if span_dir is not None:
@@ -146,9 +153,9 @@ def _run(app: Celery, out: TextIO, span_dir: Path | None) -> int:
                     file=out,
                 )
         print(f"  {result.type:<30} {result.source:<22} -> {result.to} (external outbox)", file=out)
-        if result.type.startswith("sys."):
+        if not is_expected(result, cancel_reason):
             failures += 1
-        print(f"  => output: {json.dumps(result.data)}", file=out)
+        print(f"  => {'output' if cancel_reason is None else 'cancelled'}: {json.dumps(result.data)}", file=out)
     return 1 if failures else 0
 
 

@@ -10,11 +10,13 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from examples.approval import DEFAULT_DEADLINE_S
 from examples.registry import build
 from orchestrator.broker import LocalBroker
 from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.memory.in_memory import InMemoryMachineMemory
 from orchestrator.subject import OrchestrationSubject
+from orchestrator.timers import VirtualClock
 
 #: The demo's client, the initiator of every workflow.
 CLIENT = "com.demo.client"
@@ -53,6 +55,43 @@ def demo_workflows() -> list[tuple[str, ArvoEvent]]:
     ]
 
 
+#: Dataschema of the approval workflow's init event.
+APPROVAL_SCHEMA = "#/examples/orchestrator/approval/1.0.0"
+
+#: Reason given when the demo cancels an approval.
+CANCEL_REASON = "the customer withdrew the request"
+
+
+def timed_workflows(deadline_s: float) -> list[tuple[str, ArvoEvent, str | None]]:
+    """The demo's workflows with time: ``(title, init event, cancellation reason or None)``.
+
+    An approval nobody decides (its review deadline fires) and one that is cancelled.
+    """
+    return [
+        (
+            f"approval: nobody reviews 'contract.pdf', the review deadline ({_span(deadline_s)}) fires",
+            init_event("arvo.orc.approval", APPROVAL_SCHEMA, {"document": "contract.pdf", "deadline_s": deadline_s}),
+            None,
+        ),
+        (
+            "approval: 'offer.pdf' is cancelled while it waits for a review",
+            init_event("arvo.orc.approval", APPROVAL_SCHEMA, {"document": "offer.pdf", "deadline_s": deadline_s}),
+            CANCEL_REASON,
+        ),
+    ]
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds:g} s"
+
+
+def is_expected(result: ArvoEvent, cancel_reason: str | None) -> bool:
+    """Whether a timed workflow ended as the demo intends (cancelled ones with their reason)."""
+    if cancel_reason is not None:
+        return result.type.startswith("sys.") and result.data.get("errorMessage") == cancel_reason
+    return not result.type.startswith("sys.")
+
+
 def event_line(event: ArvoEvent) -> str:
     """One printed line per event: type, source, to, subject (shortened)."""
     subject = event.subject if len(event.subject) <= 24 else f"{event.subject[:12]}…{event.subject[-8:]}"
@@ -60,17 +99,32 @@ def event_line(event: ArvoEvent) -> str:
 
 
 def run_demo(out: TextIO, printer: Callable[[str], None] | None = None) -> int:
-    """Run every demo workflow in process; return 0 when all completed successfully."""
+    """Run every demo workflow in process; return 0 when all ended as intended.
+
+    The broker runs on a virtual clock, so the approval's two-day review deadline passes in
+    milliseconds.
+    """
     emit = printer or (lambda line: print(line, file=out))
-    broker = LocalBroker(build(InMemoryMachineMemory()), on_event=lambda e: emit(event_line(e)))
+    clock = VirtualClock()
+    broker = LocalBroker(build(InMemoryMachineMemory()), on_event=lambda e: emit(event_line(e)), clock=clock)
     failures = 0
-    for title, init in demo_workflows():
+    plans = [(title, init, None) for title, init in demo_workflows()] + timed_workflows(DEFAULT_DEADLINE_S)
+    for title, init, cancel_reason in plans:
         emit(f"\n== {title}")
         emit(f"  {'type':<30} {'source':<22}    {'to':<22} subject")
-        result = broker.run(init)
-        if result is None or result.type.startswith("sys."):
-            failures += 1
-            emit(f"  !! workflow did not complete: {result.data if result else broker.errors}")
+        started = clock()
+        if cancel_reason is None:
+            result = broker.run(init)
         else:
-            emit(f"  => output: {json.dumps(result.data)}")
+            broker.publish(init)
+            emit(f"  -- cancel: {cancel_reason}")
+            broker.cancel(init.subject, cancel_reason)
+            result = broker.run_terminal(init)
+        if started != clock():
+            emit(f"  (waited {(clock() - started) / 86400:g} days of virtual time)")
+        if result is None or not is_expected(result, cancel_reason):
+            failures += 1
+            emit(f"  !! workflow did not end as intended: {result.data if result else broker.errors}")
+        else:
+            emit(f"  => {'output' if cancel_reason is None else 'cancelled'}: {json.dumps(result.data)}")
     return 1 if failures else 0

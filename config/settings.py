@@ -221,6 +221,17 @@ class Settings(BaseSettings):
     prefetch_multiplier: int = Field(default=1, ge=1)
     """Messages reserved per pool process; 0 (unlimited) is refused."""
 
+    # -- timers ----------------------------------------------------------------------------
+    timer_resolution_s: float = Field(default=0.25, gt=0, le=1.0)
+    """How often each worker looks for due timers: a timer fires at most this late (plus the
+    publish), so 1 s or better."""
+    timer_batch: int = Field(default=500, ge=1)
+    """Most timers one worker claims per look."""
+    timer_reclaim_s: float = Field(default=60.0, gt=0)
+    """A timer claimed by a worker that died before publishing its event fires again after this."""
+    timer_poller: bool = True
+    """Whether this worker fires due timers (every worker does by default; none is special)."""
+
     # -- observability ---------------------------------------------------------------------
     otel_exporter: str = "none"
     """``none``, ``otlp``, ``console`` or ``file:<path>`` (JSON lines, for tests)."""

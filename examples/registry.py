@@ -6,6 +6,7 @@ and what the demo and the benchmarks run.
 
 from __future__ import annotations
 
+from examples.approval import ApprovalMachine
 from examples.fanout import FanoutMachine, make_double_handler
 from examples.increment import IncrementMachine, make_increment_handler, make_value_read_handler
 from orchestrator.handler import ArvoEventHandler
@@ -21,4 +22,5 @@ def build(memory: MachineMemory) -> list[ArvoEventHandler | ArvoOrchestrator]:
         make_double_handler(),
         create_orchestrator(machines=[IncrementMachine], memory=memory, executionunits=0.1),
         create_orchestrator(machines=[FanoutMachine], memory=memory, executionunits=0.1),
+        create_orchestrator(machines=[ApprovalMachine], memory=memory, executionunits=0.1),
     ]

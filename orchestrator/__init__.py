@@ -27,6 +27,8 @@ from orchestrator.errors import (
     TransactionCause,
     TransactionViolation,
     ViolationError,
+    WorkflowFinished,
+    WorkflowNotFound,
 )
 from orchestrator.event import ArvoEvent, create_arvo_event, decode_event, encode_event
 from orchestrator.handler import ArvoEventHandler, HandlerInput, create_event_handler
@@ -34,6 +36,7 @@ from orchestrator.machine import ArvoMachine
 from orchestrator.memory import InMemoryMachineMemory, MachineMemory
 from orchestrator.orchestrator import ArvoOrchestrator, StepOutcome, StepResult, create_orchestrator
 from orchestrator.subject import OrchestrationSubject
+from orchestrator.timers import VirtualClock, parse_duration
 
 __all__ = [
     # Events and subjects
@@ -73,4 +76,9 @@ __all__ = [
     "ExecutionViolation",
     "TransactionViolation",
     "TransactionCause",
+    "WorkflowNotFound",
+    "WorkflowFinished",
+    # Time
+    "VirtualClock",
+    "parse_duration",
 ]

@@ -5,18 +5,32 @@ subscribes to and leaks subscriptions in ``resolve`` (spec 7.4, 10.19). This bro
 never sleeps, and loses nothing: events with no subscriber are kept in :attr:`undelivered`,
 events for another domain in :attr:`domained`, and violations raised by handlers in
 :attr:`errors`.
+
+Time: the broker fires the durable timers of its orchestrators' memories when they come due.
+Given a :class:`~orchestrator.timers.VirtualClock`, it skips waits: :meth:`LocalBroker.advance`
+moves time forward firing what comes due on the way, :meth:`LocalBroker.run_until_idle` jumps
+from one due timer to the next until nothing is pending, and :meth:`LocalBroker.run` does that
+until the workflow it started ends, so a workflow that waits three days runs in milliseconds.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from orchestrator.errors import DefinitionError, OrchestratorError
 from orchestrator.event import ArvoEvent
+from orchestrator.memory.base import TimerIndex
+from orchestrator.orchestrator import ArvoOrchestrator
+from orchestrator.subject import OrchestrationSubject
+from orchestrator.timers import Duration, VirtualClock, cancel_event, cancellable, parse_duration
+
+#: Timers claimed per index and round when firing.
+FIRE_BATCH = 1000
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +60,8 @@ class LocalBroker:
         handlers: service handlers and orchestrators, subscribed at their ``source``.
         on_event: called with every event as it is delivered (or parked), e.g. to print a trace.
         keep_history: keep every event in :attr:`history` (turn off for long runs).
+        clock: epoch seconds now; a :class:`~orchestrator.timers.VirtualClock` lets waits be
+            skipped. Given, it becomes the clock of every orchestrator subscribed.
     """
 
     def __init__(
@@ -54,7 +70,10 @@ class LocalBroker:
         *,
         on_event: Callable[[ArvoEvent], None] | None = None,
         keep_history: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        self._clock = clock
+        self._indexes: list[TimerIndex] = []
         self._handlers: dict[str, EventHandler] = {}
         self._queue: deque[ArvoEvent] = deque()
         self._draining = False
@@ -72,6 +91,17 @@ class LocalBroker:
         if handler.source in self._handlers:
             raise DefinitionError(f"A handler is already subscribed at '{handler.source}'")
         self._handlers[handler.source] = handler
+        if isinstance(handler, ArvoOrchestrator):
+            if self._clock is not None:
+                handler.clock = self._clock
+            memory = handler.memory
+            if isinstance(memory, TimerIndex) and all(index is not memory for index in self._indexes):
+                self._indexes.append(memory)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Epoch seconds now, as the broker's orchestrators see it."""
+        return self._clock or time.time
 
     @property
     def topics(self) -> list[str]:
@@ -120,11 +150,24 @@ class LocalBroker:
         Returns the completion (``<type>.done``) or system error (``sys.<type>.error``) event of
         the workflow started by ``init_event`` (taken out of :attr:`undelivered`), or None when
         the workflow did not finish (it waits on another domain, or a handler raised a
-        violation: see :attr:`errors`).
+        violation: see :attr:`errors`). With a virtual clock, timers are fired as time is
+        skipped until the workflow ends or nothing is pending; with the real clock, only what
+        happens without waiting is run.
         """
-        terminal = {f"{init_event.type}.done", f"sys.{init_event.type}.error"}
         start = len(self.undelivered)
         self.publish(init_event)
+        found = self._take_terminal(init_event, start)
+        if found is None and isinstance(self._clock, VirtualClock):
+            while found is None and self._skip_to_next_timer():
+                found = self._take_terminal(init_event, start)
+        return found
+
+    def run_terminal(self, init_event: ArvoEvent) -> ArvoEvent | None:
+        """The completion or system error of a workflow already started, if it has arrived."""
+        return self._take_terminal(init_event, 0)
+
+    def _take_terminal(self, init_event: ArvoEvent, start: int) -> ArvoEvent | None:
+        terminal = {f"{init_event.type}.done", f"sys.{init_event.type}.error"}
         for index in range(start, len(self.undelivered)):
             event = self.undelivered[index]
             if event.type in terminal and event.subject == init_event.subject:
@@ -132,3 +175,87 @@ class LocalBroker:
                 del self.undelivered[index]
                 return event
         return None
+
+    # -- time ------------------------------------------------------------------------------------
+
+    def fire_due_timers(self) -> int:
+        """Publish the event of every timer due now; return how many fired."""
+        now_ms = int(self.clock() * 1000)
+        fired = 0
+        for index in list(self._indexes):
+            while due := index.claim_due_timers(now_ms, FIRE_BATCH):
+                for timer in due:
+                    self.publish(ArvoEvent.model_validate(timer.event))
+                fired += len(due)
+        return fired
+
+    def next_timer_due(self) -> float | None:
+        """Epoch seconds of the earliest pending timer of any orchestrator, or None."""
+        dues = [due for index in self._indexes if (due := index.next_timer_due_ms()) is not None]
+        return min(dues) / 1000 if dues else None
+
+    def advance(self, duration: Duration) -> int:
+        """Move the virtual clock forward, firing every timer that comes due on the way.
+
+        Returns:
+            How many timers fired.
+
+        Raises:
+            DefinitionError: the broker has no virtual clock.
+        """
+        clock = self._virtual_clock("advance")
+        target = clock() + parse_duration(duration)
+        fired = self.fire_due_timers()
+        while (due := self.next_timer_due()) is not None and due <= target:
+            clock.move_to(due)
+            fired += self.fire_due_timers()
+        clock.move_to(target)
+        return fired + self.fire_due_timers()
+
+    def run_until_idle(self, limit: Duration | None = None) -> int:
+        """Fire timers as they come due until none is pending (or ``limit`` has passed).
+
+        With a virtual clock waits are skipped; with the real clock this sleeps until each
+        timer is due. Returns how many timers fired.
+        """
+        end = None if limit is None else self.clock() + parse_duration(limit)
+        fired = self.fire_due_timers()
+        while (due := self.next_timer_due()) is not None and (end is None or due <= end):
+            if isinstance(self._clock, VirtualClock):
+                self._clock.move_to(due)
+            else:
+                time.sleep(max(0.0, due - self.clock()))
+            fired += self.fire_due_timers()
+        if end is not None and isinstance(self._clock, VirtualClock):
+            self._clock.move_to(end)
+        return fired
+
+    def _skip_to_next_timer(self) -> bool:
+        due = self.next_timer_due()
+        if due is None:
+            return False
+        self._virtual_clock("skip").move_to(due)
+        self.fire_due_timers()
+        return True
+
+    def _virtual_clock(self, doing: str) -> VirtualClock:
+        if not isinstance(self._clock, VirtualClock):
+            raise DefinitionError(f"LocalBroker.{doing} needs a VirtualClock: LocalBroker(..., clock=VirtualClock())")
+        return self._clock
+
+    # -- cancellation ----------------------------------------------------------------------------
+
+    def cancel(self, subject: str, reason: str, *, source: str = "com.local.client") -> None:
+        """Cancel the running workflow ``subject``, saying why.
+
+        Raises:
+            WorkflowNotFound: no orchestrator of this broker has a workflow with that subject.
+            WorkflowFinished: the workflow already ended (done, failed or cancelled).
+            ValueError: the reason is empty.
+        """
+        def read(target: str) -> dict[str, Any] | None:
+            handler = self._handlers.get(OrchestrationSubject.parse(target).orchestrator.name)
+            return handler.memory.read(target).record if isinstance(handler, ArvoOrchestrator) else None
+
+        orchestrator = cancellable(subject, read)
+        self.publish(cancel_event(subject=subject, orchestrator=orchestrator, reason=reason, source=source))

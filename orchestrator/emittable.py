@@ -50,6 +50,10 @@ class Step:
     machine: type[ArvoMachine] | None = None
     emitted_index: int = 0
     produced: list[ArvoEvent] = field(default_factory=list)
+    #: Calls emitted with a deadline: ``(event id, service contract, deadline seconds)``.
+    deadlines: list[tuple[str, VersionedArvoContract, float]] = field(default_factory=list)
+    #: Child workflows started: ``(init event id, child subject, child orchestrator type)``.
+    children: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class EmittableBuilder:
@@ -169,6 +173,10 @@ class EmittableBuilder:
                 built.append(assemble_event(**fields))
             else:
                 built.append(create_arvo_event(**fields, domain=domain, extensions=item.extensions))
+            if item.deadline_s is not None and contract is not None:
+                step.deadlines.append((built[-1].id, contract, item.deadline_s))
+            if contract is not None and contract.is_orchestrator and not completion:
+                step.children.append((built[-1].id, built[-1].subject, item.type))
         return built
 
     def _child_subject(self, item: EmittedEvent, contract: VersionedArvoContract, domain: str | None) -> str:

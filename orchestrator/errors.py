@@ -9,6 +9,7 @@ know the tree.
 
     OrchestratorError
     ├── DefinitionError                 bad contract / machine / handler definition (import time)
+    ├── UnhandledSystemError            a service's sys.*.error that no transition handles (fails the step)
     ├── ViolationError                  Arvo violations: re-raised, never turned into events
     │   ├── ContractViolation           event data or dataschema does not match the contract
     │   ├── ConfigViolation             wrong handler, unknown version, unresolvable machine
@@ -17,6 +18,10 @@ know the tree.
     ├── DecodeError                     a message on the wire that is not an ArvoEvent
     ├── InvalidSubject                  not an ArvoOrchestrationSubject, or an empty subject
     ├── InvalidRecord                   a memory was asked to store no record
+    ├── WorkflowNotFound                no workflow with that subject (cancel, inspect)
+    ├── WorkflowFinished                the workflow already ended (a cancel comes too late)
+    ├── DeadlineExceeded                a service call got no reply in time (sent as its sys error)
+    ├── WorkflowCancelled               a workflow was cancelled (reported as its sys error)
     ├── tasks.runtime.RetryLater        try this message again later (lock busy, Redis down)
     ├── tasks.client.WorkflowTimeout    a workflow sent nothing back in time (retryable)
     └── tasks.worker.startup.StartupError  a worker's Redis refuses it for good (exit 78)
@@ -31,6 +36,7 @@ derive from :class:`OrchestratorError` all the same. ``InvalidSubject``, ``Inval
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -142,5 +148,50 @@ class InvalidSubject(OrchestratorError, ValueError):
     """A string is not a valid ArvoOrchestrationSubject, or subject content is invalid."""
 
 
+class WorkflowNotFound(OrchestratorError, LookupError):
+    """No workflow is stored under the given subject (never started, or expired)."""
+
+
+class WorkflowFinished(OrchestratorError):
+    """The workflow already ended (done, failed or cancelled), so it cannot be cancelled."""
+
+
+class DeadlineExceeded(OrchestratorError):
+    """A service call got no reply by its deadline; its machine receives it as the call's system error."""
+
+
+class WorkflowCancelled(OrchestratorError):
+    """The workflow was cancelled; its parent or initiator receives this as its system error."""
+
+
 class InvalidRecord(OrchestratorError, ValueError):
     """A machine memory was asked to write no record (Arvo: "Data is required")."""
+
+
+class UnhandledSystemError(OrchestratorError):
+    """A service's system error (``sys.*.error``) reached a machine with no transition for it.
+
+    Not a violation: the step fails like an error in user code (the failure record keeps the
+    last good state, the parent or initiator gets the workflow's system error), since a machine
+    that ignores the error would wait forever for a reply that will never come. Machines that
+    mean to ignore such errors say so with ``ArvoMachine.ignore_unhandled_system_errors``.
+
+    Args:
+        event_type: the system error's type, e.g. ``sys.com.value.read.error``.
+        data: the error payload (``errorName``, ``errorMessage``, ``errorStack``).
+        machine: the machine class's name.
+        configuration: the active state ids the event found.
+    """
+
+    def __init__(
+        self, event_type: str, data: Mapping[str, Any], machine: str, configuration: Sequence[str]
+    ) -> None:
+        self.event_type = event_type
+        self.error_name = data.get("errorName")
+        self.error_message = data.get("errorMessage")
+        self.configuration = tuple(configuration)
+        super().__init__(
+            f"{machine} has no transition for the system error '{event_type}' in configuration "
+            f"{list(self.configuration)} ({self.error_name}: {self.error_message}); handle it in the "
+            "machine, or set ignore_unhandled_system_errors = True to ignore such errors"
+        )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,7 +31,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from orchestrator.contract import parse_dataschema
+from orchestrator.contract import ORCHESTRATOR_PREFIX, parse_dataschema
 from orchestrator.emittable import EmittableBuilder, Step
 from orchestrator.engine import ExecutionResult, MachineExecutionEngine
 from orchestrator.errors import (
@@ -39,15 +40,19 @@ from orchestrator.errors import (
     ExecutionViolation,
     TransactionCause,
     TransactionViolation,
+    UnhandledSystemError,
     ViolationError,
+    WorkflowCancelled,
 )
 from orchestrator.event import ArvoEvent
 from orchestrator.machine import ArvoMachine
 from orchestrator.memory.base import Lease, LockAndReadMemory, MachineMemory, ReadResult
-from orchestrator.record import MachineRef, RecordedError, WorkflowRecord
+from orchestrator.record import CANCELLED_STATUS, MachineRef, RecordedError, WorkflowRecord
 from orchestrator.registry import MachineRegistry
 from orchestrator.subject import OrchestrationSubject, SubjectContent
 from orchestrator.telemetry import execution_span
+from orchestrator.timekeeping import ORDINARY, Delivery, advance, delivery_for
+from orchestrator.timers import CANCEL_EVENT_TYPE, CANCEL_MACHINE_EVENT, TimerChanges, cancel_event
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ class ArvoOrchestrator:
         default_domains: Mapping[str, tuple[str | None, ...]] | None = None,
         engine: MachineExecutionEngine | None = None,
         retention_s: int = DEFAULT_RETENTION_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if retention_s < 1:
             raise ValueError(f"retention_s must be at least 1 second, got {retention_s}")
@@ -111,6 +117,8 @@ class ArvoOrchestrator:
         self.ignored: Counter[str] = Counter()
         #: Seconds a finished workflow's keys are kept (a deployment sets it from its settings).
         self.retention_s = retention_s
+        #: Epoch seconds now: when timers set by a step are due (LocalBroker's virtual clock).
+        self.clock = clock
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -255,14 +263,9 @@ class ArvoOrchestrator:
             pending = [ArvoEvent.model_validate(item) for item in read.pending or ()]
             return StepResult(pending, StepOutcome.DUPLICATE)
         record = WorkflowRecord.from_dict(read.record) if read.record is not None else None
-        if record is not None and record.failed:
-            return self._ignore("workflow-failed", event)
-        if record is None and event.type != self.source:
-            return self._ignore("no-workflow", event)
-        if record is not None and event.type == self.source:
-            return self._ignore("already-initialised", event)
-        if record is not None and record.finished:
-            return self._ignore("workflow-done", event)
+        refused = self._refusal(event, record)
+        if refused is not None:
+            return self._ignore(refused, event)
         if record is None:
             step.parent_subject = self._init_parent_subject(event)
             step.init_event_id = event.id
@@ -272,25 +275,130 @@ class ArvoOrchestrator:
         step.machine = self.registry.resolve(
             step.subject.orchestrator.name, step.subject.orchestrator.version
         )
-        data = self._validate_input(step.machine, event)
+        delivery: Delivery | str
+        if event.type == CANCEL_EVENT_TYPE and record is not None:
+            if record.cancel is not None:
+                return self._ignore("already-cancelling", event)
+            reason = self._cancel_reason(event)
+            if not step.machine._arvo_handles_cancel:
+                return self._cancel(step, record, reason)
+            delivery = Delivery(name=CANCEL_MACHINE_EVENT, data={"reason": reason}, cancelling=reason)
+        else:
+            delivery = delivery_for(event, record)
+        if isinstance(delivery, str):
+            return self._ignore(delivery, event)
+        data = delivery.data if delivery is not ORDINARY else self._validate_input(step.machine, event)
+        cancel_reason = delivery.cancelling or (record.cancel["reason"] if record and record.cancel else None)
         try:
-            result = self._engine.execute(step.machine, event, record.state if record is not None else None, data)
+            state = record.state if record is not None else None
+            result = self._engine.execute(step.machine, event, state, data, name=delivery.name)
+            ends_cancelled = cancel_reason is not None and result.output is not None
+            if ends_cancelled:  # a cancelled workflow reports its cancellation, not an output
+                result = dataclasses.replace(result, output=None, status=CANCELLED_STATUS)
             emitted = self._emit.step_events(step, result)
         except ViolationError:
             raise
+        except UnhandledSystemError as error:
+            return self._unhandled_system_error(step, record, error)
         except Exception as error:
             return self._fail(step, record, error)
-        self._write(step, self._record(step, result, emitted))
+        if delivery.cancelling is not None and record is not None:
+            emitted = self._child_cancels(step, record, delivery.cancelling) + emitted
+        if ends_cancelled:
+            assert cancel_reason is not None
+            emitted += self._emit.system_errors(step, WorkflowCancelled(cancel_reason))
+        stored, changes = self._record(step, record, result, emitted, delivery, cancel_reason)
+        self._write(step, stored, changes)
         return StepResult(emitted, StepOutcome.APPLIED)
+
+    def _refusal(self, event: ArvoEvent, record: WorkflowRecord | None) -> str | None:
+        """Why the workflow cannot apply ``event`` at all (a reason to count), or None."""
+        if record is None:
+            return None if event.type == self.source else "no-workflow"
+        if record.failed:
+            return "workflow-failed"
+        if record.cancelled:
+            return "workflow-cancelled"
+        if event.type == self.source:
+            return "already-initialised"
+        if record.finished:
+            return "workflow-done"
+        return None
+
+    @staticmethod
+    def _cancel_reason(event: ArvoEvent) -> str:
+        reason = event.data.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ContractViolation(
+                f"Cancel event (id={event.id}): field 'reason' must be a non-empty string, got {reason!r}"
+            )
+        return reason
+
+    def _cancel(self, step: Step, record: WorkflowRecord, reason: str) -> StepResult:
+        """End the workflow now: drop its timers, cancel its children, report the cancellation."""
+        event = step.event
+        emitted = self._child_cancels(step, record, reason) + self._emit.system_errors(
+            step, WorkflowCancelled(reason)
+        )
+        cancelled = dataclasses.replace(
+            record,
+            status=CANCELLED_STATUS,
+            cancel={"reason": reason, "at": datetime.now(UTC).isoformat(timespec="milliseconds")},
+            timers={},
+            calls={},
+            children={},
+            consumed=event.to_json(),
+            produced=[e.to_json() for e in emitted],
+        )
+        self._write(step, cancelled, TimerChanges(cancelled=tuple(record.timers)))
+        return StepResult(emitted, StepOutcome.APPLIED)
+
+    def _child_cancels(self, step: Step, record: WorkflowRecord, reason: str) -> list[ArvoEvent]:
+        """One cancel event per running child workflow (they cancel their own children in turn)."""
+        event = step.event
+        return [
+            cancel_event(
+                subject=child["subject"],
+                orchestrator=child["type"],
+                reason=f"parent workflow cancelled: {reason}",
+                source=self.source,
+                parentid=event.id,
+                accesscontrol=event.accesscontrol,
+                traceparent=step.headers.traceparent,
+                tracestate=step.headers.tracestate,
+            )
+            for child in record.children.values()
+        ]
 
     def _init_parent_subject(self, event: ArvoEvent) -> str | None:
         parent = event.data.get("parentSubject$$")
-        if parent is not None and not (isinstance(parent, str) and OrchestrationSubject.is_valid(parent)):
+        if parent is None:
+            self._require_parent_subject(event)
+        elif not (isinstance(parent, str) and OrchestrationSubject.is_valid(parent)):
             raise ExecutionViolation(
                 f"Invalid parentSubject$$ on init event (id={event.id}): it must be null or an "
                 f"ArvoOrchestrationSubject, received {parent!r}"
             )
         return parent
+
+    def _require_parent_subject(self, event: ArvoEvent) -> None:
+        """Refuse a root init whose completion would go to another orchestrator (no silent stall).
+
+        Without ``parentSubject$$`` the completion and system errors carry this workflow's own
+        subject. Sent to another orchestrator (the subject's ``meta.redirectto``, else its
+        initiator), they name a workflow of ours, which it ignores as foreign: a parent that
+        started this workflow as its child would wait forever for them.
+        """
+        reply_to = OrchestrationSubject.parse(event.subject).reply_to
+        if reply_to.startswith(f"{ORCHESTRATOR_PREFIX}.") and reply_to != self.source:
+            state = "null" if "parentSubject$$" in event.data else "missing"
+            raise ExecutionViolation(
+                f"parentSubject$$ is {state} on init event (id={event.id}) of {self.source}, whose "
+                f"subject replies to the orchestrator '{reply_to}': the completion would carry this "
+                "workflow's own subject, which that orchestrator ignores as foreign, so it would wait "
+                "forever. An init whose reply goes to another orchestrator must set parentSubject$$ "
+                "to that orchestrator's workflow subject (or redirect the reply elsewhere)"
+            )
 
     def _validate_input(self, machine: type[ArvoMachine], event: ArvoEvent) -> dict[str, Any]:
         parsed = parse_dataschema(event.dataschema)
@@ -326,10 +434,31 @@ class ArvoOrchestrator:
 
     # -- persistence ----------------------------------------------------------------------------
 
-    def _record(self, step: Step, result: ExecutionResult, emitted: list[ArvoEvent]) -> WorkflowRecord:
+    def _record(
+        self,
+        step: Step,
+        previous: WorkflowRecord | None,
+        result: ExecutionResult,
+        emitted: list[ArvoEvent],
+        delivery: Delivery,
+        cancel_reason: str | None,
+    ) -> tuple[WorkflowRecord, TimerChanges]:
         machine = step.machine
         assert machine is not None
-        return WorkflowRecord(
+        ended = result.status != "active"
+        time_state = advance(
+            previous=previous,
+            step=step,
+            result=result,
+            delivery=delivery,
+            version=step.read.version + 1,
+            now_ms=int(self.clock() * 1000),
+            ended=ended,
+        )
+        cancel = previous.cancel if previous is not None else None
+        if delivery.cancelling is not None:
+            cancel = {"reason": cancel_reason, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+        record = WorkflowRecord(
             subject=step.event.subject,
             init_event_id=step.init_event_id,
             parent_subject=step.parent_subject,
@@ -339,9 +468,15 @@ class ArvoOrchestrator:
             consumed=step.event.to_json(),
             produced=[e.to_json() for e in emitted],
             machine=MachineRef(machine.source, machine.version, machine.__qualname__),
+            timers=time_state.timers,
+            calls=time_state.calls,
+            expired_calls=time_state.expired_calls,
+            children=time_state.children,
+            cancel=cancel,
         )
+        return record, time_state.changes
 
-    def _write(self, step: Step, record: WorkflowRecord) -> None:
+    def _write(self, step: Step, record: WorkflowRecord, timers: TimerChanges | None = None) -> None:
         event, read = step.event, step.read
         stored = record.to_dict()
         self._transaction(
@@ -356,8 +491,17 @@ class ArvoOrchestrator:
                 event_id=event.id,
                 outbox=record.produced or None,
                 expire_after_s=self.retention_s if record.finished else None,
+                timers=timers or None,
             ),
         )
+
+    def _unhandled_system_error(
+        self, step: Step, previous: WorkflowRecord | None, error: UnhandledSystemError
+    ) -> StepResult:
+        """No transition for a system error: fail (no silent stall), or ignore if the machine opts out."""
+        if step.machine is not None and step.machine.ignore_unhandled_system_errors:
+            return self._ignore("unhandled-system-error", step.event)
+        return self._fail(step, previous, error)
 
     def _fail(self, step: Step, previous: WorkflowRecord | None, error: Exception) -> StepResult:
         """User code failed: keep the last good state, record the error, answer with errors."""
@@ -383,7 +527,9 @@ class ArvoOrchestrator:
             produced=[e.to_json() for e in events],
         )
         logger.warning("workflow %s failed on event %s: %r", step.event.subject, step.event.id, error)
-        self._write(step, record)
+        # A failed workflow applies no further event: its timers leave the index (the record keeps
+        # them with the last good state), or they would fire only to be ignored.
+        self._write(step, record, TimerChanges(cancelled=tuple(record.timers)))
         return StepResult(events, StepOutcome.FAILED)
 
 
@@ -394,6 +540,9 @@ def create_orchestrator(
     executionunits: float = 0,
     default_domains: Mapping[str, tuple[str | None, ...]] | None = None,
     retention_s: int = DEFAULT_RETENTION_S,
+    clock: Callable[[], float] = time.time,
 ) -> ArvoOrchestrator:
     """Build an orchestrator over machines of one contract (distinct versions)."""
-    return ArvoOrchestrator(machines, memory, executionunits, default_domains, retention_s=retention_s)
+    return ArvoOrchestrator(
+        machines, memory, executionunits, default_domains, retention_s=retention_s, clock=clock
+    )

@@ -15,19 +15,25 @@ instead of guessing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchestrator.errors import TransactionCause, TransactionViolation
 
-#: Version of the record layout written by this code.
-SCHEMA_VERSION = 1
+#: Version of the record layout written by this code (2 adds timers, calls, children, cancel).
+SCHEMA_VERSION = 2
+
+#: Layouts this code reads: version 1 records are read with no timers, calls or children.
+READABLE_VERSIONS = frozenset({1, 2})
 
 #: ``executionStatus`` values: ``normal`` while user code succeeds, ``failure`` once it failed.
 ExecutionStatus = Literal["normal", "failure"]
 
 #: Machine status of a workflow whose top-level final state was entered.
 DONE_STATUS = "done"
+
+#: Status of a workflow that was cancelled (it applies no further event).
+CANCELLED_STATUS = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,11 @@ class WorkflowRecord:
         error: the failure, when ``execution_status`` is ``failure``.
         failed_at: ISO-8601 UTC time of the failure.
         failed_event_id: id of the event whose step failed.
+        timers: pending timers by id (:class:`orchestrator.timers.Timer` mappings).
+        calls: service calls with a pending deadline: call event id -> deadline timer id.
+        expired_calls: ids of calls whose deadline fired (a late reply is ignored).
+        children: running child workflows: child init event id -> ``{"subject", "type"}``.
+        cancel: ``{"reason", "at"}`` once a cancellation was applied.
     """
 
     subject: str
@@ -81,6 +92,11 @@ class WorkflowRecord:
     error: RecordedError | None = None
     failed_at: str | None = None
     failed_event_id: str | None = None
+    timers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: dict[str, str] = field(default_factory=dict)
+    expired_calls: tuple[str, ...] = ()
+    children: dict[str, dict[str, str]] = field(default_factory=dict)
+    cancel: dict[str, Any] | None = None
 
     @property
     def failed(self) -> bool:
@@ -88,9 +104,14 @@ class WorkflowRecord:
         return self.execution_status == "failure"
 
     @property
+    def cancelled(self) -> bool:
+        """The workflow was cancelled and has ended."""
+        return self.status == CANCELLED_STATUS
+
+    @property
     def finished(self) -> bool:
-        """Done or failed: nothing will change the record again, so its keys may expire."""
-        return self.failed or self.status == DONE_STATUS
+        """Done, failed or cancelled: nothing will change the record again, so its keys may expire."""
+        return self.failed or self.status in (DONE_STATUS, CANCELLED_STATUS)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored mapping (JSON types only)."""
@@ -118,6 +139,11 @@ class WorkflowRecord:
         if self.failed:
             stored["failedAt"] = self.failed_at
             stored["failedEventId"] = self.failed_event_id
+        stored["timers"] = self.timers
+        stored["calls"] = self.calls
+        stored["expiredCalls"] = list(self.expired_calls)
+        stored["children"] = self.children
+        stored["cancel"] = self.cancel
         return stored
 
     @classmethod
@@ -129,11 +155,11 @@ class WorkflowRecord:
                 missing or of the wrong type (the stored data is unreadable, not the event bad).
         """
         version = stored.get("schemaVersion")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise TransactionViolation(
                 TransactionCause.READ_FAILURE,
                 f"Stored record of subject={stored.get('subject')!r} has schemaVersion={version!r}; "
-                f"this code reads schemaVersion={SCHEMA_VERSION} only",
+                f"this code reads schemaVersion {sorted(READABLE_VERSIONS)} only",
             )
         try:
             events = stored["events"]
@@ -153,6 +179,11 @@ class WorkflowRecord:
                 error=RecordedError(error["name"], error["message"], error["stack"]) if error else None,
                 failed_at=stored.get("failedAt"),
                 failed_event_id=stored.get("failedEventId"),
+                timers=dict(stored.get("timers") or {}),
+                calls=dict(stored.get("calls") or {}),
+                expired_calls=tuple(stored.get("expiredCalls") or ()),
+                children=dict(stored.get("children") or {}),
+                cancel=stored.get("cancel"),
             )
         except (KeyError, TypeError) as missing:
             raise TransactionViolation(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.errors import InvalidRecord, InvalidSubject
+from orchestrator.timers import TimerChanges
 
 
 def require_subject(subject: str, operation: str) -> None:
@@ -96,15 +97,17 @@ class MachineMemory(Protocol):
         event_id: str | None = None,
         outbox: list[dict[str, Any]] | None = None,
         expire_after_s: int | None = None,
+        timers: TimerChanges | None = None,
     ) -> int:
         """Store ``record`` if the stored version is still ``prev_version``; return the new one.
 
         Also marks ``event_id`` consumed and stores ``outbox`` under it, atomically with the
-        record. With ``expire_after_s`` the subject's record, consumed ids and outbox are
-        forgotten that many seconds later (the caller decided the workflow is finished);
-        without it they are kept until a later write says otherwise. Raises
-        ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or when ``lease`` no
-        longer holds the lock.
+        record, and applies ``timers`` to the timer index (timers set are indexed by due time
+        with their events, cancelled ones dropped). With ``expire_after_s`` the subject's
+        record, consumed ids and outbox are forgotten that many seconds later (the caller
+        decided the workflow is finished); without it they are kept until a later write says
+        otherwise. Raises ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or
+        when ``lease`` no longer holds the lock.
         """
         ...
 
@@ -129,4 +132,30 @@ class LockAndReadMemory(MachineMemory, Protocol):
         unknown: it expires on its own), ``READ_FAILURE`` when the stored data is unreadable
         (the lock is released first).
         """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    """A timer claimed for firing: its subject, its id and the event to publish."""
+
+    subject: str
+    timer_id: str
+    event: dict[str, Any]
+
+
+@runtime_checkable
+class TimerIndex(Protocol):
+    """The timers of every workflow of a memory, by due time, claimed by whoever fires them."""
+
+    def claim_due_timers(self, now_ms: int, limit: int) -> list[DueTimer]:
+        """Take up to ``limit`` timers due at ``now_ms`` out of the index, earliest first.
+
+        A claimed timer is not handed out again (unless its firing is abandoned: see the
+        implementation); firing it twice is harmless anyway, its event id being fixed.
+        """
+        ...
+
+    def next_timer_due_ms(self) -> int | None:
+        """When the earliest pending timer is due, or None when none is pending."""
         ...

@@ -11,6 +11,7 @@ plain JSON-like data, so a record that works in process also works in Redis.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 import uuid
@@ -20,7 +21,8 @@ from typing import Any
 import msgpack
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory.base import Lease, ReadResult, require_record, require_subject
+from orchestrator.memory.base import DueTimer, Lease, ReadResult, require_record, require_subject
+from orchestrator.timers import TimerChanges
 
 #: Default lock time to live, seconds.
 DEFAULT_LOCK_TTL = 30.0
@@ -54,6 +56,10 @@ class InMemoryMachineMemory:
         self._outbox: dict[tuple[str, str], bytes] = {}
         #: Clock time after which a finished subject is forgotten.
         self._expires: dict[str, float] = {}
+        #: The timer index: (subject, timer id) -> (due ms, packed event), and a heap by due time
+        #: whose stale entries (cancelled or re-set timers) are skipped when popped.
+        self._timers: dict[tuple[str, str], tuple[int, bytes]] = {}
+        self._due: list[tuple[int, str, str]] = []
 
     def lock(self, subject: str) -> Lease | None:
         """Take the lock unless a live lease holds it."""
@@ -103,8 +109,9 @@ class InMemoryMachineMemory:
         event_id: str | None = None,
         outbox: list[dict[str, Any]] | None = None,
         expire_after_s: int | None = None,
+        timers: TimerChanges | None = None,
     ) -> int:
-        """Compare-and-set the record, fenced by ``lease``; record consumption, outbox, expiry."""
+        """Compare-and-set the record, fenced by ``lease``; consumption, outbox, timers, expiry."""
         require_subject(subject, "write")
         require_record(record)
         blob = _pack(record)
@@ -131,11 +138,44 @@ class InMemoryMachineMemory:
                 self._expires[subject] = now + expire_after_s
             else:
                 self._expires.pop(subject, None)
+            if timers:
+                self._index_timers(subject, timers)
             if event_id is not None:
                 self._consumed.setdefault(subject, set()).add(event_id)
                 if packed_outbox is not None:
                     self._outbox[(subject, event_id)] = packed_outbox
             return new_version
+
+    def _index_timers(self, subject: str, changes: TimerChanges) -> None:
+        for timer_id in changes.cancelled:
+            self._timers.pop((subject, timer_id), None)
+        for timer, event in changes.set:
+            self._timers[(subject, timer.id)] = (timer.due_ms, _pack(event))
+            heapq.heappush(self._due, (timer.due_ms, subject, timer.id))
+
+    def claim_due_timers(self, now_ms: int, limit: int) -> list[DueTimer]:
+        """Take the timers due at ``now_ms`` (earliest first) out of the index."""
+        claimed: list[DueTimer] = []
+        with self._mutex:
+            while self._due and self._due[0][0] <= now_ms and len(claimed) < limit:
+                due, subject, timer_id = heapq.heappop(self._due)
+                entry = self._timers.get((subject, timer_id))
+                if entry is None or entry[0] != due:
+                    continue  # cancelled, or set again for another time
+                del self._timers[(subject, timer_id)]
+                claimed.append(DueTimer(subject, timer_id, _unpack(entry[1])))
+        return claimed
+
+    def next_timer_due_ms(self) -> int | None:
+        """When the earliest pending timer is due (None if none)."""
+        with self._mutex:
+            while self._due:
+                due, subject, timer_id = self._due[0]
+                entry = self._timers.get((subject, timer_id))
+                if entry is not None and entry[0] == due:
+                    return due
+                heapq.heappop(self._due)
+            return None
 
     def _forget_if_expired(self, subject: str, now: float) -> None:
         """Drop a finished subject whose retention has passed (called with the mutex held)."""
@@ -164,6 +204,8 @@ class InMemoryMachineMemory:
                 self._consumed.clear()
                 self._outbox.clear()
                 self._expires.clear()
+                self._timers.clear()
+                self._due.clear()
                 return
             self._locks.pop(subject, None)
             self._drop(subject)

@@ -11,6 +11,11 @@ Key schema (``<s>`` is the orchestration subject, used verbatim)::
     orch:{<s>}:consumed          set    ids of events already applied to the subject
     orch:{<s>}:outbox            hash   event id -> msgpack list of the events that step produced,
                                         present until they are published (``settle``)
+    orch:{<s>}:timers            hash   timer id -> msgpack of the timer's event, while pending
+    orch:timers                  zset   "<s>|<timer id>" scored by due time (epoch ms): the
+                                        timers of every workflow, claimed by the workers
+    orch:timers:claimed          zset   "<s>|<timer id>" scored by claim time (epoch ms): claimed
+                                        but not yet published; re-queued if left too long
     lock:orch:{<s>}              string python-redis-lock lock; value = the holder's lease token
     lock-signal:orch:{<s>}       list   python-redis-lock wake-up signal (written on release)
     orch:attempts:<id>           string delivery attempt counter of a message (poison detection)
@@ -69,6 +74,30 @@ def consumed(subject: str) -> str:
 def outbox(subject: str) -> str:
     """Hash of unpublished step outboxes, field = the id of the event that produced them."""
     return f"{_subject_tag(subject)}:outbox"
+
+
+def timers(subject: str) -> str:
+    """Hash of ``subject``'s pending timers: timer id -> msgpack of the event that fires it."""
+    return f"{_subject_tag(subject)}:timers"
+
+
+#: The text before and after the subject in :func:`timers` (claim_timers.lua builds the name).
+TIMERS_KEY_PARTS = (f"{PREFIX}:{{", "}:timers")
+
+
+#: The cross-workflow timer index (zset of ``timer_member`` by due time, epoch ms).
+TIMER_INDEX = f"{PREFIX}:timers"
+
+#: Timers claimed for firing and not yet published (zset by claim time, epoch ms).
+TIMER_CLAIMS = f"{PREFIX}:timers:claimed"
+
+#: Separates the subject from the timer id in a timer index member (never in a subject).
+TIMER_MEMBER_SEPARATOR = "|"
+
+
+def timer_member(subject: str, timer_id: str) -> str:
+    """The member naming one workflow's timer in :data:`TIMER_INDEX` and :data:`TIMER_CLAIMS`."""
+    return f"{subject}{TIMER_MEMBER_SEPARATOR}{timer_id}"
 
 
 def lock_name(subject: str) -> str:

@@ -33,10 +33,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import redis
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.memory.base import Lease, ReadResult, require_record, require_subject
+from orchestrator.memory.base import DueTimer, Lease, ReadResult, require_record, require_subject
+from orchestrator.timers import TimerChanges
 from tasks.store import keys, scripts
 from tasks.store.codec import pack, unpack
 from tasks.store.lease import SIGNAL_EXPIRE_MS, LeaseKeeper, LeaseLock, register_lock_scripts
@@ -56,7 +58,9 @@ class RedisMachineMemory:
         auto_renewal: extend held locks from a thread so long steps keep their lease.
     """
 
-    def __init__(self, client: redis.Redis, *, lock_expire_s: int, auto_renewal: bool) -> None:
+    def __init__(
+        self, client: redis.Redis, *, lock_expire_s: int, auto_renewal: bool, timer_reclaim_s: float = 60.0
+    ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisMachineMemory needs a client with decode_responses=False")
         if lock_expire_s < 1:
@@ -66,13 +70,20 @@ class RedisMachineMemory:
         register_lock_scripts(client)
         self._write_script = client.register_script(scripts.load("write_record"))
         self._release_script = client.register_script(scripts.load("release_lock"))
+        self._claim_script = client.register_script(scripts.load("claim_timers"))
+        self._timer_reclaim_ms = int(timer_reclaim_s * 1000)
         # Renews held leases (and keeps their lock objects) until ``unlock``.
         self._keeper = LeaseKeeper(self._lock_expire_s) if auto_renewal else None
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> RedisMachineMemory:
         """Build from the deployment settings over ``client``."""
-        return cls(client, lock_expire_s=settings.lock_expire_s, auto_renewal=settings.lock_auto_renewal)
+        return cls(
+            client,
+            lock_expire_s=settings.lock_expire_s,
+            auto_renewal=settings.lock_auto_renewal,
+            timer_reclaim_s=settings.timer_reclaim_s,
+        )
 
     def lock(self, subject: str) -> Lease | None:
         """Try once to take the subject's lock; None when another holder has it.
@@ -189,8 +200,9 @@ class RedisMachineMemory:
         event_id: str | None = None,
         outbox: list[dict[str, Any]] | None = None,
         expire_after_s: int | None = None,
+        timers: TimerChanges | None = None,
     ) -> int:
-        """Compare-and-set the record, fenced by ``lease``, with consumed id, outbox and expiry.
+        """Compare-and-set the record, fenced by ``lease``, with consumed id, outbox, timers, expiry.
 
         Raises:
             TransactionViolation: ``WRITE_CONFLICT`` when the lease lost the lock or the
@@ -208,12 +220,16 @@ class RedisMachineMemory:
             event_id if event_id is not None else "",
             outbox_blob,
             int(expire_after_s) if expire_after_s is not None else "",
+            _pack_timers(timers) if timers else b"",
+            keys.timer_member(subject, ""),
         ]
         script_keys = [
             keys.record(subject),
             keys.consumed(subject),
             keys.outbox(subject),
             keys.lock_key(subject),
+            keys.timers(subject),
+            keys.TIMER_INDEX,
         ]
         try:
             code, value = self._write_script(keys=script_keys, args=args)
@@ -233,6 +249,32 @@ class RedisMachineMemory:
             )
         return int(value)
 
+    def claim_due_timers(self, now_ms: int, limit: int) -> list[DueTimer]:
+        """Claim up to ``limit`` due timers of any workflow (one round trip; see claim_timers.lua).
+
+        Call :meth:`release_timers` once their events are published; a claim not released
+        within ``timer_reclaim_s`` is handed out again.
+        """
+        before, after = keys.TIMERS_KEY_PARTS
+        reply = self._claim_script(
+            keys=[keys.TIMER_INDEX, keys.TIMER_CLAIMS], args=[now_ms, limit, self._timer_reclaim_ms, before, after]
+        )
+        claimed = []
+        for member, event in zip(reply[::2], reply[1::2], strict=True):
+            subject, _, timer_id = member.decode().partition(keys.TIMER_MEMBER_SEPARATOR)
+            claimed.append(DueTimer(subject, timer_id, unpack(event)))
+        return claimed
+
+    def release_timers(self, fired: list[DueTimer]) -> None:
+        """Forget the claims of timers whose events were published."""
+        if fired:
+            self._client.zrem(keys.TIMER_CLAIMS, *(keys.timer_member(t.subject, t.timer_id) for t in fired))
+
+    def next_timer_due_ms(self) -> int | None:
+        """When the earliest indexed timer is due, or None."""
+        first = self._client.zrange(keys.TIMER_INDEX, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
     def settle(self, subject: str, event_id: str) -> None:
         """Forget the outbox of ``event_id`` once its events are published."""
         require_subject(subject, "settle")
@@ -242,3 +284,12 @@ class RedisMachineMemory:
             raise TransactionViolation(
                 TransactionCause.WRITE_FAILURE, f"Cannot settle outbox of subject={subject}: {exc}"
             ) from exc
+
+
+def _pack_timers(changes: TimerChanges) -> bytes:
+    """The timer changes as write_record.lua reads them: {cancelled ids, {{id, due, event}}}.
+
+    Without msgpack's bin type: Redis's Lua cmsgpack reads the packed events only as strings.
+    """
+    changed = [list(changes.cancelled), [[timer.id, timer.due_ms, pack(event)] for timer, event in changes.set]]
+    return msgpack.packb(changed, use_bin_type=False)  # type: ignore[no-any-return]

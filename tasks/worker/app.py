@@ -24,6 +24,7 @@ from tasks.worker.celery_config import LazyCeleryConfig
 from tasks.worker.consumer import connect_refusal_signals
 from tasks.worker.startup import connect_startup_check
 from tasks.worker.task import EXECUTE_TASK, PING_TASK, EventTask, execute_event
+from tasks.worker.timer_poller import TimerPoller
 
 #: Name of the Celery app (shown in worker banners and Flower).
 APP_NAME = "arvo-orchestrator"
@@ -71,6 +72,7 @@ def build_app(settings: Settings | None = None) -> tuple[Celery, Task]:
         return "pong"
 
     _connect_signals(app, source)
+    app.steps["worker"].add(TimerPoller)
     return app, execute
 
 

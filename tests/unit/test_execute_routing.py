@@ -22,6 +22,7 @@ def test_deployment_destinations_are_the_handler_sources() -> None:
         "com.number.double",
         "arvo.orc.inc",
         "arvo.orc.fanout",
+        "arvo.orc.approval",
     }
 
 

@@ -152,7 +152,7 @@ def test_persisted_record_envelope_spec_5_5() -> None:
     assert record["events"] == {"consumed": init.to_json(), "produced": [read.to_json()]}
     assert record["machine"] == {"name": "arvo.orc.inc", "version": "1.0.0", "class": "IncrementMachine"}
     assert record["error"] is None
-    assert record["schemaVersion"] == 1
+    assert record["schemaVersion"] == 2
 
     (read_reply,) = make_value_read_handler().execute(read)
     orchestrator.execute(read_reply)

@@ -3,10 +3,11 @@
 ``arvo.orc.parent`` starts ``arvo.orc.child`` (listed among its services through the child's
 orchestrator contract) with ``parentSubject$$`` = its own subject; the child adds one through
 ``com.number.increment`` and its completion comes back to the parent *on the parent's subject*.
-Also pinned: a child started without a parent subject is a root workflow whose completion the
-parent ignores (foreign subject), an invalid ``parentSubject$$`` is an ExecutionViolation both
-when the parent emits it (spec 85) and when an init event carries it (fix 10.15), and child
-system errors travel back like completions (fix 10.13).
+Also pinned: a child started by the parent without a parent subject is refused (Arvo runs it as
+a root workflow whose completion the parent ignores as foreign, and the parent hangs), an
+invalid ``parentSubject$$`` is an ExecutionViolation both when the parent emits it (spec 85)
+and when an init event carries it (fix 10.15), and child system errors travel back like
+completions (fix 10.13).
 """
 
 from __future__ import annotations
@@ -156,21 +157,25 @@ def test_init_event_with_invalid_parent_subject_is_rejected_fix_10_15() -> None:
         assert child.memory.read(event.subject).record is None
 
 
-def test_root_level_child_completion_is_ignored_by_the_parent_spec_86() -> None:
-    broker, parent, _ = system()
+def test_root_level_child_of_an_orchestrator_is_refused_not_left_hanging_spec_86() -> None:
+    # Arvo (spec 86) runs the child as a root workflow: its completion comes back to the parent
+    # under the child's own subject, the parent ignores it as foreign and waits forever. Here
+    # the child's init is refused, naming parentSubject$$ (no silent stall, issue 9 item 4).
+    broker, parent, child = system()
     init = parent_init(parent="none")
-    assert broker.run(init) is None  # the parent waits forever: its child reported elsewhere
+    assert broker.run(init) is None
     child_init = next(e for e in broker.history if e.type == "arvo.orc.child")
     content = OrchestrationSubject.parse(child_init.subject)
     assert content.execution.initiator == "arvo.orc.parent"
     assert content.meta["redirectto"] == "arvo.orc.parent"
-    child_done = next(e for e in broker.history if e.type == "arvo.orc.child.done")
-    assert child_done.subject == child_init.subject  # its own subject, not the parent's
-    assert child_done.to == "arvo.orc.parent"
-    assert parent.ignored["foreign-subject"] == 1
-    record = parent.memory.read(init.subject).record
-    assert record is not None
-    assert record["status"] == "active"
+    (refused,) = broker.errors
+    assert refused.event.id == child_init.id
+    assert isinstance(refused.error, ExecutionViolation)
+    assert "parentSubject$$ is null" in str(refused.error)
+    assert "'arvo.orc.parent'" in str(refused.error)
+    assert child.memory.read(child_init.subject).record is None
+    assert not any(e.type == "arvo.orc.child.done" for e in broker.history)
+    assert parent.ignored["foreign-subject"] == 0
 
 
 class FailingChild(ChildMachine):

@@ -8,6 +8,8 @@
 -- KEYS[2]  orch:{<s>}:consumed   set     ids of events applied to the subject
 -- KEYS[3]  orch:{<s>}:outbox     hash    event id -> msgpack list of events to publish
 -- KEYS[4]  lock:orch:{<s>}       string  python-redis-lock key; its value is the holder's token
+-- KEYS[5]  orch:{<s>}:timers     hash    timer id -> msgpack of the event that fires it
+-- KEYS[6]  orch:timers           zset    "<s>|<timer id>" by due time (the cross-workflow index)
 --
 -- ARGV[1]  lease token, or "" to write without a lease (no fencing)
 -- ARGV[2]  prev_version: the version the writer read (0 when there was no record)
@@ -16,6 +18,11 @@
 -- ARGV[5]  outbox blob (msgpack list of events), or "" when there is nothing to publish
 -- ARGV[6]  seconds to keep the record, its consumed set and its outbox (the orchestrator says
 --          so for a finished workflow), or "" to keep them until a later write
+-- ARGV[7]  timer changes: msgpack {cancelled ids, {{id, due ms, event msgpack}, ...}}, or ""
+-- ARGV[8]  "<s>|": the prefix of this workflow's members in the timer index
+--
+-- Timers are written by the same call as the state that set them: a timer exists exactly when
+-- the step that set it was written, and costs no extra round trip.
 --
 -- Returns a two-element array:
 --   { 1, new_version }       written
@@ -43,6 +50,18 @@ if ARGV[4] ~= "" then
     end
 end
 
+if ARGV[7] ~= "" then
+    local changes = cmsgpack.unpack(ARGV[7])
+    for _, timer_id in ipairs(changes[1]) do
+        redis.call("HDEL", KEYS[5], timer_id)
+        redis.call("ZREM", KEYS[6], ARGV[8] .. timer_id)
+    end
+    for _, timer in ipairs(changes[2]) do
+        redis.call("HSET", KEYS[5], timer[1], timer[3])
+        redis.call("ZADD", KEYS[6], timer[2], ARGV[8] .. timer[1])
+    end
+end
+
 -- A running workflow never expires (it may wait days for a human); a finished one is kept
 -- for a retention period so late duplicates are still recognised, then forgotten.
 if ARGV[6] ~= "" then
@@ -50,10 +69,12 @@ if ARGV[6] ~= "" then
     redis.call("EXPIRE", KEYS[1], ttl)
     redis.call("EXPIRE", KEYS[2], ttl)
     redis.call("EXPIRE", KEYS[3], ttl)
+    redis.call("EXPIRE", KEYS[5], ttl)
 else
     redis.call("PERSIST", KEYS[1])
     redis.call("PERSIST", KEYS[2])
     redis.call("PERSIST", KEYS[3])
+    redis.call("PERSIST", KEYS[5])
 end
 
 return {1, new_version}
