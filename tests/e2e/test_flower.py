@@ -107,8 +107,12 @@ def test_flower_lists_the_workers(pools: list[WorkerProcess], flower: str) -> No
     names = {worker.hostname for worker in pools}
 
     def listed() -> dict[str, Any] | None:
+        # Flower fills a worker's entry from several inspect replies; one that timed out under
+        # load leaves a key out (CI once saw a worker without ``active_queues``): ask again.
         workers = _get(flower, "/api/workers?refresh=1")
-        return workers if isinstance(workers, dict) and names <= set(workers) else None
+        if not isinstance(workers, dict) or not names <= set(workers):
+            return None
+        return workers if all("active_queues" in workers[name] for name in names) else None
 
     workers = wait_until(listed, 30, "both workers in /api/workers", interval=0.5)
     for worker in pools:
