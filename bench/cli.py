@@ -1,6 +1,6 @@
 """Command line of the benchmarks.
 
-``python -m bench`` with no part runs all four parts, each in a fresh ``python -m bench <part>``
+``python -m bench`` with no part runs every part, each in a fresh ``python -m bench <part>``
 subprocess: the in-process part's peak RSS is then its own (not inflated by Celery or by the
 other parts), and a part that fails does not stop the others. The parts' markdown tables are
 then printed together and written to ``bench/results/latest.md``.
@@ -17,14 +17,14 @@ from pathlib import Path
 
 from bench import common
 
-PARTS = ("inprocess", "distributed", "contention", "redis-cost")
+PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers")
 
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser: one sub-command per part; none runs everything."""
     top = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmarks of the orchestrator against same-run baselines. With no part, runs all four, "
+        description="Benchmarks of the orchestrator against same-run baselines. With no part, runs every part, "
         "each in its own process, and writes bench/results/latest.md (method: bench/README.md).",
     )
     sub = top.add_subparsers(dest="part")
@@ -66,6 +66,14 @@ def parser() -> argparse.ArgumentParser:
     cost.add_argument("--increment", type=int, default=200, help="increment workflows (default 200)")
     cost.add_argument("--fanout", type=int, default=50, help="fan-out workflows (default 50)")
     cost.add_argument("--json", type=Path, default=None)
+
+    timers = sub.add_parser("timers", help="durable timers: round trips added, Redis memory, firing lateness")
+    timers.add_argument("--steps", type=positive, default=2000, help="init steps of each machine for the cost (default 2000)")
+    timers.add_argument("--timers", type=positive, default=10_000, help="pending timers (default 10000)")
+    timers.add_argument(
+        "--spread", type=positive_seconds, default=60.0, help="seconds over which the timers come due (default 60)"
+    )
+    timers.add_argument("--json", type=Path, default=None)
     return top
 
 
@@ -77,6 +85,17 @@ def positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argument that must be a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
     return value
 
 
@@ -105,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import redis_cost
 
         redis_cost.main(args.increment, args.fanout, args.json)
+    elif args.part == "timers":
+        from bench import timers
+
+        timers.main(args.steps, args.timers, args.spread, args.json)
     return 0
 
 

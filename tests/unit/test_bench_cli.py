@@ -185,3 +185,20 @@ def test_the_original_figures_are_read_under_our_names() -> None:
     assert figures["increment"]["orchestrator_steps_per_workflow"] == 3
     with pytest.raises(inprocess.ArvoError, match="no 'simple'"):
         inprocess.arvo_figures({"results": []})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["timers", "--spread", "0"], "expected a number of seconds above 0, got '0'"),
+        (["timers", "--timers", "none"], "expected a whole number of at least 1, got 'none'"),
+    ],
+)
+def test_timers_refuses_a_bad_argument_in_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
