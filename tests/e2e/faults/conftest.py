@@ -47,6 +47,18 @@ def redis_client(fault_redis: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def aof_client(aof_redis: RedisServer) -> Iterator[redis.Redis]:
+    """A binary client on :func:`aof_redis`, emptied (FLUSHALL) for this test.
+
+    Its connection pool reconnects by itself after the test restarts the server.
+    """
+    client = aof_redis.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     """``make(redis_url, **settings) -> Cluster``; every worker of every cluster stopped after."""
     clusters: list[Cluster] = []
