@@ -36,8 +36,14 @@ DEFAULT_HANDLERS = "examples.registry:build"
 #: URL schemes a Redis client (state, locks, streams) understands.
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
+#: URL schemes of a RabbitMQ broker (kombu's py-amqp transport).
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+
 #: URL schemes accepted for the Celery broker; ``memory`` is the embedded, in-process mode.
-BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "memory"})
+BROKER_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "memory"}) | AMQP_SCHEMES
+
+#: Default port of an AMQP broker (RabbitMQ), and of AMQP over TLS.
+AMQP_PORT, AMQPS_PORT = 5672, 5671
 
 #: Key under which the guard source hands unknown ``ORCH_*`` variable names to the validator.
 _UNKNOWN_ENV = "__unknown_orch_env__"
@@ -52,13 +58,14 @@ class RedisEndpoint:
 
     Attributes:
         url: the URL as given (may contain a password; log :attr:`redacted` instead).
-        scheme: ``redis``, ``rediss``, ``unix``, ``redis+socket`` or ``memory``.
+        scheme: ``redis``, ``rediss``, ``unix``, ``redis+socket``, ``memory``, or an AMQP
+            scheme (``amqp``, ``amqps``, ``pyamqp``: a RabbitMQ broker).
         host: host name, None for sockets and ``memory``.
         port: TCP port, None for sockets and ``memory``.
-        db: database number (path ``/N`` or query ``db=N``; 0 by default).
+        db: database number (path ``/N`` or query ``db=N``; 0 by default; 0 for AMQP).
         username: ACL user name, if any.
         password: password, if any.
-        path: the socket path of ``unix``/``redis+socket`` URLs.
+        path: the socket path of ``unix``/``redis+socket`` URLs; the virtual host of AMQP ones.
         query: the remaining query parameters (e.g. ``ssl_cert_reqs``).
     """
 
@@ -76,6 +83,11 @@ class RedisEndpoint:
     def tls(self) -> bool:
         """Whether the connection is encrypted (``rediss://``)."""
         return self.scheme == "rediss"
+
+    @property
+    def is_amqp(self) -> bool:
+        """Whether this names a RabbitMQ (AMQP) broker rather than a Redis."""
+        return self.scheme in AMQP_SCHEMES
 
     @property
     def redacted(self) -> str:
@@ -113,6 +125,8 @@ def parse_redis_url(url: str, *, schemes: frozenset[str] = REDIS_SCHEMES) -> Red
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"Invalid port in Redis URL: {exc}") from None
+    if scheme in AMQP_SCHEMES:
+        return _amqp_endpoint(url, scheme, parts.hostname, port, parts.username, parts.password, parts.path, query)
     socket = scheme in ("unix", "redis+socket")
     db_text = query.pop("db", None) or ("" if socket else parts.path.lstrip("/")) or "0"
     if not db_text.isdigit():
@@ -128,6 +142,39 @@ def parse_redis_url(url: str, *, schemes: frozenset[str] = REDIS_SCHEMES) -> Red
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password is not None else None,
         path=parts.path if socket else None,
+        query=query,
+    )
+
+
+def _amqp_endpoint(
+    url: str,
+    scheme: str,
+    host: str | None,
+    port: int | None,
+    username: str | None,
+    password: str | None,
+    path: str,
+    query: dict[str, str],
+) -> RedisEndpoint:
+    """An AMQP broker URL: ``amqp://user:password@host:5672/<vhost>`` (kombu's spelling).
+
+    As in kombu, an empty path or ``/`` is the default virtual host ``/``, and ``//`` names it
+    explicitly; any other path is the URL-quoted name of a virtual host.
+    """
+    if not host:
+        raise ValueError("An AMQP broker URL needs a host, e.g. amqp://guest:guest@127.0.0.1:5672//")
+    raw = path[1:] if path.startswith("/") else path
+    vhost = unquote(raw) if raw else "/"
+    default_port = AMQPS_PORT if scheme == "amqps" else AMQP_PORT
+    return RedisEndpoint(
+        url=url,
+        scheme=scheme,
+        host=host,
+        port=port or default_port,
+        db=0,
+        username=unquote(username) if username else None,
+        password=unquote(password) if password is not None else None,
+        path=vhost,
         query=query,
     )
 
@@ -163,7 +210,8 @@ class Settings(BaseSettings):
 
     # -- connections -----------------------------------------------------------------------
     broker_url: str = DEFAULT_REDIS_URL
-    """Celery broker; ``memory://`` runs the embedded, in-process mode."""
+    """Celery broker: a Redis (``redis://``, the default) or a RabbitMQ (``amqp://``);
+    ``memory://`` runs the embedded, in-process mode. State is always in ``redis_url``."""
     redis_url: str = DEFAULT_REDIS_URL
     """Redis for workflow records, locks, dead letters and outbox streams."""
     result_backend: str | None = None
@@ -205,14 +253,18 @@ class Settings(BaseSettings):
     """Queue per event ``to``; an event goes to the queue named after its ``to`` otherwise."""
 
     # -- Celery worker behaviour -----------------------------------------------------------
+    # The visibility timeout and the restore sweep exist only with a Redis broker: RabbitMQ
+    # hands a message back when the connection of the consumer holding it closes.
     visibility_timeout_s: int = Field(default=300, ge=1)
-    """Seconds before an unacknowledged message is redelivered (see ``config.celery_config``)."""
+    """Redis broker only: seconds before an unacknowledged message is redelivered (see
+    ``tasks/worker/celery_config.py``)."""
     unacked_restore_interval_s: int = Field(default=10, ge=1)
-    """Seconds between kombu sweeps that redeliver messages past the visibility timeout."""
+    """Redis broker only: seconds between kombu sweeps that redeliver messages past the
+    visibility timeout."""
     unacked_restore_throttle: int = Field(default=1, ge=1)
-    """Sweep on every Nth interval; 1 makes the interval alone decide (kombu default is 10)."""
+    """Redis broker only: sweep on every Nth interval; 1 makes the interval alone decide (kombu default is 10)."""
     unacked_restore_mutex_s: int = Field(default=30, ge=1)
-    """Expiry of the lock that lets one worker sweep at a time (kombu's default is 300 s).
+    """Redis broker only: expiry of the lock that lets one worker sweep at a time (kombu's default is 300 s).
 
     A sweep cut off by a broker outage or a SIGKILL cannot release its lock, and no worker
     sweeps again until the lock expires: redelivery is delayed by up to this many seconds.

@@ -32,34 +32,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     Returns:
         A new dict of Celery setting names (lower case) to values.
     """
-    transport_options = {
-        # Visibility timeout: a message reserved by a worker and not acknowledged within this
-        # many seconds is handed out again. acks_late keeps every message unacknowledged until
-        # its task ends, so after a crash (SIGKILL, OOM, lost host) redelivery takes
-        # visibility_timeout + up to one restore sweep. The default of 300 s:
-        #  * is far above an orchestrator step (milliseconds; the lock lease is 30 s) and a
-        #    retry countdown (<= retry_backoff_max_s, enforced by Settings), so live work is
-        #    not redelivered while it runs or waits;
-        #  * recovers a crashed worker's workflow within about 5 minutes, instead of kombu's
-        #    default of 1 hour plus a 100 s sweep.
-        # A duplicate redelivery is harmless anyway (consumed ids make it a no-op); a late one
-        # only delays a workflow. Service pools running long handlers must raise it.
-        "visibility_timeout": settings.visibility_timeout_s,
-        # kombu 5.7: sweep for expired unacked messages every interval*throttle seconds.
-        "unacked_restore_interval": settings.unacked_restore_interval_s,
-        "unacked_restore_throttle": settings.unacked_restore_throttle,
-        # A sweep holds a lock in the broker Redis; one cut off mid-way (outage, SIGKILL) strands
-        # it until it expires, and with kombu's 300 s nothing is redelivered for 5 minutes.
-        "unacked_mutex_expire": settings.unacked_restore_mutex_s,
-    }
+    transport_options = _redis_transport_options(settings)
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
-        "broker_transport_options": {
-            **transport_options,
-            # Where the reliable transport dead-letters queue items that are not kombu envelopes.
-            "dead_letter_stream": keys.DEAD_LETTER_STREAM,
-            "dead_letter_maxlen": settings.stream_maxlen,
-        },
+        "broker_transport_options": (
+            _amqp_transport_options()
+            if settings.broker.is_amqp
+            else {
+                **transport_options,
+                # Where the reliable transport dead-letters queue items that are not kombu envelopes.
+                "dead_letter_stream": keys.DEAD_LETTER_STREAM,
+                "dead_letter_maxlen": settings.stream_maxlen,
+            }
+        ),
         "broker_connection_retry_on_startup": True,
         # msgpack on the wire; json still accepted (hand-written messages, other clients).
         "task_serializer": "msgpack",
@@ -102,6 +87,42 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         if backend is not None:
             config["redis_backend_use_ssl"] = backend
     return config
+
+
+def _redis_transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu options of a Redis broker (and of a Redis result backend)."""
+    return {
+        # Visibility timeout: a message reserved by a worker and not acknowledged within this
+        # many seconds is handed out again. acks_late keeps every message unacknowledged until
+        # its task ends, so after a crash (SIGKILL, OOM, lost host) redelivery takes
+        # visibility_timeout + up to one restore sweep. The default of 300 s:
+        #  * is far above an orchestrator step (milliseconds; the lock lease is 30 s) and a
+        #    retry countdown (<= retry_backoff_max_s, enforced by Settings), so live work is
+        #    not redelivered while it runs or waits;
+        #  * recovers a crashed worker's workflow within about 5 minutes, instead of kombu's
+        #    default of 1 hour plus a 100 s sweep.
+        # A duplicate redelivery is harmless anyway (consumed ids make it a no-op); a late one
+        # only delays a workflow. Service pools running long handlers must raise it.
+        "visibility_timeout": settings.visibility_timeout_s,
+        # kombu 5.7: sweep for expired unacked messages every interval*throttle seconds.
+        "unacked_restore_interval": settings.unacked_restore_interval_s,
+        "unacked_restore_throttle": settings.unacked_restore_throttle,
+        # A sweep holds a lock in the broker Redis; one cut off mid-way (outage, SIGKILL) strands
+        # it until it expires, and with kombu's 300 s nothing is redelivered for 5 minutes.
+        "unacked_mutex_expire": settings.unacked_restore_mutex_s,
+    }
+
+
+def _amqp_transport_options() -> dict[str, Any]:
+    """kombu options of a RabbitMQ broker.
+
+    Publisher confirms: a publish returns only once RabbitMQ has taken responsibility for the
+    message (for a durable queue and a persistent message, written to disk), so a step's outbox
+    is settled only after its events are safe; without them a broker crash could lose events
+    the step believes sent. RabbitMQ needs no visibility timeout or restore sweep: a message
+    held by a consumer whose connection closes (a killed worker) goes back to its queue at once.
+    """
+    return {"confirm_publish": True}
 
 
 def _redis_backend_tls(url: str) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ from tasks.worker.app import settings_of
 from tasks.worker.task import EXECUTE_TASK
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.chaos import publish_raw
-from tests.helpers.e2e import ALL_QUEUES, INC_SCHEMA, queue_lengths, wait_until
+from tests.helpers.e2e import ALL_QUEUES, INC_SCHEMA, queue_length, queue_lengths, redis_url_of, wait_until
 from tests.helpers.worker import WorkerProcess, orch_env
 
 TIMEOUT = 30.0
@@ -80,13 +80,14 @@ def _wait_dead_letter(store: DeadLetterStore, matches: Callable[[DeadLetter], bo
 def _still_serving(
     worker: WorkerProcess, children: list[int], app: Celery, client: redis.Redis, queue: str
 ) -> None:
-    wait_until(lambda: client.llen(queue) == 0, TIMEOUT, f"{queue} drained")
+    url = redis_url_of(client)
+    wait_until(lambda: queue_length(url, queue) == 0, TIMEOUT, f"{queue} drained")
     init = init_event("arvo.orc.inc", INC_SCHEMA, {"key": "after", "modifier": 1})
     done = run_workflow(init, timeout=TIMEOUT, app=app)
     assert done.data == {"success": True, "error": [], "final": len("after") + 1}
     assert worker.running
     assert worker.child_pids() == children, "the pool process was replaced: something crashed"
-    assert queue_lengths(client) == dict.fromkeys(ALL_QUEUES, 0)
+    assert queue_lengths(url) == dict.fromkeys(ALL_QUEUES, 0)
 
 
 @pytest.mark.parametrize("with_task_headers", [True, False])

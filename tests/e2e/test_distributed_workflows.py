@@ -39,6 +39,7 @@ from tests.helpers.e2e import (
     SERVICE_QUEUES,
     comparable,
     in_process_run,
+    queue_length,
     queue_lengths,
     record_of,
     streams_snapshot,
@@ -133,7 +134,7 @@ def _control(app: Celery, worker: WorkerProcess, command: str, queue: str) -> No
 
 
 def test_same_event_twice_in_flight_changes_nothing(
-    pools: Pools, client_app: Celery, module_client: redis.Redis
+    pools: Pools, client_app: Celery, module_client: redis.Redis, module_url: str
 ) -> None:
     values = [5, 6, 7]
     init = init_event("arvo.orc.fanout", FANOUT_SCHEMA, {"values": values})
@@ -146,7 +147,7 @@ def test_same_event_twice_in_flight_changes_nothing(
         send_event(init, client_app)
         # The init step ran: 3 requests wait in the paused service queue.
         wait_until(lambda: record_of(module_client, subject)[0] == 1, TIMEOUT, "the init step")
-        wait_until(lambda: module_client.llen("com.number.double") == len(values), TIMEOUT, "3 requests")
+        wait_until(lambda: queue_length(module_url, "com.number.double") == len(values), TIMEOUT, "3 requests")
         before = subject_snapshot(module_client, subject)
         assert before["consumed"] == {init.id.encode()}
 
@@ -155,7 +156,7 @@ def test_same_event_twice_in_flight_changes_nothing(
             lambda: succeeded(pools.orchestrators, "duplicate") == duplicates + 1, TIMEOUT, "duplicate"
         )
         assert subject_snapshot(module_client, subject) == before
-        assert module_client.llen("com.number.double") == len(values)  # no request emitted again
+        assert queue_length(module_url, "com.number.double") == len(values)  # no request emitted again
 
         # A service request delivered twice: the service runs twice, the reply counts once.
         _, record = record_of(module_client, subject)
@@ -163,7 +164,7 @@ def test_same_event_twice_in_flight_changes_nothing(
         requests = [ArvoEvent.model_validate(item) for item in record["events"]["produced"]]
         assert [r.data["value"] for r in requests] == values
         send_event(requests[0], client_app)
-        assert module_client.llen("com.number.double") == len(values) + 1
+        assert queue_length(module_url, "com.number.double") == len(values) + 1
     finally:
         _control(client_app, pools.services, "add_consumer", "com.number.double")
 
@@ -182,7 +183,7 @@ def test_same_event_twice_in_flight_changes_nothing(
 
 
 def test_same_events_again_after_completion_change_nothing(
-    pools: Pools, client_app: Celery, module_client: redis.Redis
+    pools: Pools, client_app: Celery, module_client: redis.Redis, module_url: str
 ) -> None:
     init = init_event("arvo.orc.inc", INC_SCHEMA, {"key": "twice", "modifier": 2})
     completions = keys.outbox_stream(reply_destination(init))
@@ -216,7 +217,7 @@ def test_same_events_again_after_completion_change_nothing(
 
     assert subject_snapshot(module_client, init.subject) == before
     assert streams_snapshot(module_client) == streams
-    assert queue_lengths(module_client) == dict.fromkeys(ORCHESTRATOR_QUEUES + SERVICE_QUEUES, 0)
+    assert queue_lengths(module_url) == dict.fromkeys(ORCHESTRATOR_QUEUES + SERVICE_QUEUES, 0)
     assert succeeded(pools.orchestrators, "applied") == applied
     assert succeeded(pools.services, "handled") == handled  # nothing was emitted to a service
     assert _completions(module_client, completions, init.subject) == 1

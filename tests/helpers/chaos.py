@@ -37,6 +37,7 @@ from tasks.store import keys
 from tasks.store.streams import DeadLetter, DeadLetterStore
 from tasks.worker.app import create_app
 from tasks.worker.task import EXECUTE_TASK
+from tests.helpers.broker import broker_url_for, chosen_broker
 from tests.helpers.e2e import queue_declaration
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.worker import WorkerProcess, orch_env, start_worker
@@ -323,9 +324,11 @@ class Audit:
     duplicated: list[str] = field(default_factory=list)
 
     def line(self, scenario: str, injected: str) -> str:
-        """The suite's summary line."""
+        """The suite's summary line; the broker is named when it is not the default Redis."""
+        broker = chosen_broker()
+        label = scenario if broker == "redis" else f"{scenario} (broker {broker})"
         return (
-            f"FAULTS {scenario}: injected={injected} workflows={self.workflows} "
+            f"FAULTS {label}: injected={injected} workflows={self.workflows} "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)}"
         )
 
@@ -477,7 +480,7 @@ class Cluster:
 
     def app(self) -> Celery:
         """A client app built from the same settings as the workers."""
-        app = create_app(Settings(broker_url=self.redis_url, redis_url=self.redis_url, **self.settings))
+        app = create_app(Settings(broker_url=broker_url_for(self.redis_url), redis_url=self.redis_url, **self.settings))
         self._apps.append(app)
         return app
 

@@ -21,6 +21,9 @@ from orchestrator.event import ArvoEvent
 from orchestrator.memory.in_memory import InMemoryMachineMemory
 from tasks.store import keys
 from tasks.store.codec import unpack
+from tests.helpers.broker import broker_url_for
+from tests.helpers.broker import queue_length as broker_queue_length
+from tests.helpers.broker import queue_lengths as broker_queue_lengths
 from tests.helpers.worker import WorkerProcess
 
 T = TypeVar("T")
@@ -63,8 +66,9 @@ def retries(worker: WorkerProcess) -> int:
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
-    """Settings of a test client: broker and state in the given Redis."""
-    return Settings(broker_url=url, redis_url=url, **overrides)
+    """Settings of a test client: state in the given Redis, the broker chosen for the run
+    (that Redis, or its RabbitMQ virtual host under ``ARVO_TEST_BROKER=amqp``)."""
+    return Settings(broker_url=broker_url_for(url), redis_url=url, **overrides)
 
 
 def in_process_run(init: ArvoEvent) -> tuple[ArvoEvent | None, LocalBroker, InMemoryMachineMemory]:
@@ -106,9 +110,20 @@ def streams_snapshot(client: redis.Redis) -> dict[str, int]:
     return lengths
 
 
-def queue_lengths(client: redis.Redis, queues: Iterable[str] = ALL_QUEUES) -> dict[str, int]:
-    """Messages waiting in each broker queue (a Redis list per queue)."""
-    return {queue: int(client.llen(queue)) for queue in queues}
+def queue_lengths(redis_url: str, queues: Iterable[str] = ALL_QUEUES) -> dict[str, int]:
+    """Messages waiting in each queue of the broker of the deployment whose state is ``redis_url``."""
+    return broker_queue_lengths(broker_url_for(redis_url), queues)
+
+
+def redis_url_of(client: redis.Redis) -> str:
+    """The URL of the Redis ``client`` talks to (TCP, database 0 unless set)."""
+    kwargs = client.get_connection_kwargs()
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def queue_length(redis_url: str, queue: str) -> int:
+    """Messages waiting in one queue of that deployment's broker."""
+    return broker_queue_length(broker_url_for(redis_url), queue)
 
 
 def queue_declaration(name: str) -> Queue:

@@ -22,6 +22,7 @@ from orchestrator.telemetry import current_headers
 from tasks.client import run_workflow
 from tasks.tracing import configure_tracing, flush_tracing
 from tasks.worker.app import create_app
+from tests.helpers.broker import broker_url_for
 
 WORKFLOWS = {
     "increment": (
@@ -42,7 +43,7 @@ def traced(init: ArvoEvent) -> ArvoEvent:
 
 
 def main(span_dir: str, redis_url: str) -> int:
-    settings = Settings(broker_url=redis_url, redis_url=redis_url, otel_exporter=f"file:{span_dir}")
+    settings = Settings(broker_url=broker_url_for(redis_url), redis_url=redis_url, otel_exporter=f"file:{span_dir}")
     if not configure_tracing(settings):
         raise SystemExit("tracing did not turn on")
     app = create_app(settings)

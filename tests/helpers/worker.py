@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.helpers.broker import broker_url_for
+
 #: The repository root, put on the worker's PYTHONPATH so ``-A tasks`` and the examples import.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +31,10 @@ READY_TIMEOUT_S = 60.0
 
 
 def orch_env(redis_url: str, **settings: Any) -> dict[str, str]:
-    """``ORCH_*`` variables pointing broker and state at ``redis_url``, plus ``settings``.
+    """``ORCH_*`` variables pointing state (and broker) at ``redis_url``, plus ``settings``.
+
+    The broker is that Redis too, or, under ``ARVO_TEST_BROKER=amqp``, a RabbitMQ virtual host
+    of its own (:func:`tests.helpers.broker.broker_url_for`).
 
     Args:
         redis_url: the test Redis (``redis://127.0.0.1:<port>/0``).
@@ -39,7 +44,7 @@ def orch_env(redis_url: str, **settings: Any) -> dict[str, str]:
     Returns:
         The environment variables, ready for :func:`start_worker`.
     """
-    values: dict[str, Any] = {"broker_url": redis_url, "redis_url": redis_url, **settings}
+    values: dict[str, Any] = {"broker_url": broker_url_for(redis_url), "redis_url": redis_url, **settings}
     env: dict[str, str] = {}
     for name, value in values.items():
         if isinstance(value, bool):

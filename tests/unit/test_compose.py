@@ -64,9 +64,27 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-@pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]  # type: ignore[no-any-return]
+#: The deployments of the file: the default one, and each profile's.
+DEPLOYMENTS = ("default", "rabbitmq")
+
+
+def deployment(compose: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
+    """The services one deployment runs.
+
+    ``default``: every service without a profile (``docker compose up``). A profile: its own
+    services plus the default ones that are not Celery processes (Redis, Jaeger), which is what
+    ``docker compose --profile <p> up <its services>`` starts with their dependencies.
+    """
+    every: dict[str, dict[str, Any]] = compose["services"]
+    if name == "default":
+        return {n: spec for n, spec in every.items() if not spec.get("profiles")}
+    shared = {n: spec for n, spec in every.items() if not spec.get("profiles") and n not in _celery_services(every)}
+    return shared | {n: spec for n, spec in every.items() if name in (spec.get("profiles") or ())}
+
+
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def services(compose: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    return deployment(compose, request.param)
 
 
 def _argv(service: dict[str, Any]) -> list[str]:
@@ -215,13 +233,17 @@ def test_worker_environment_is_valid_settings(
         assert _split_celery(argv)[1] in celery_cli.commands
 
 
-def test_flower_is_published_on_5555(services: dict[str, dict[str, Any]]) -> None:
+#: Flower's host port per deployment (the profile's is another, so both can run side by side).
+FLOWER_HOST_PORTS = {"flower": "5555", "flower-amqp": "5556"}
+
+
+def test_flower_is_published_on_its_documented_port(services: dict[str, dict[str, Any]]) -> None:
     flower = next(
         name for name, argv in _celery_services(services).items() if _split_celery(argv)[1] == "flower"
     )
     _, _, args = _split_celery(_argv(services[flower]))
     assert "--port=5555" in args
-    assert ("127.0.0.1", "5555", "5555") in _published_ports(services[flower])
+    assert ("127.0.0.1", FLOWER_HOST_PORTS[flower], "5555") in _published_ports(services[flower])
 
 
 def test_jaeger_receives_otlp(services: dict[str, dict[str, Any]]) -> None:
@@ -322,11 +344,18 @@ def test_broker_and_state_are_the_readme_defaults_database(services: dict[str, d
         env = _worker_env(services[name])
         broker = parse_redis_url(env["ORCH_BROKER_URL"], schemes=BROKER_SCHEMES)
         state = parse_redis_url(env["ORCH_REDIS_URL"])
-        assert broker.db == broker_default.db, f"{name}: broker database {broker.db}"
         assert state.db == state_default.db, f"{name}: state database {state.db}"
-        assert (broker.host, broker.port) == (state.host, state.port), f"{name}: broker and state differ"
         assert broker.host in services, f"{name}: {broker.host} is no service of the stack"
-        assert str(broker.port) in {c for _, _, c in _published_ports(services[broker.host])} | {"6379"}
+        assert str(broker.port) in {c for _, _, c in _published_ports(services[broker.host])} | {"6379", "5672"}
+        if broker.is_amqp:
+            # RabbitMQ as the broker: a service of its own, and every pool of the deployment on it.
+            assert broker.host != state.host, f"{name}: an AMQP broker is not the state Redis"
+            assert "rabbitmq-diagnostics" in _healthcheck_argv(services[broker.host]), f"{broker.host}: no healthcheck"
+            depends = services[name].get("depends_on") or {}
+            assert depends.get(broker.host, {}).get("condition") == "service_healthy", f"{name}: starts before {broker.host}"
+            continue
+        assert broker.db == broker_default.db, f"{name}: broker database {broker.db}"
+        assert (broker.host, broker.port) == (state.host, state.port), f"{name}: broker and state differ"
 
 
 # --- healthchecks ---------------------------------------------------------------------------------

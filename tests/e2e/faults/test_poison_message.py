@@ -32,6 +32,7 @@ from tests.helpers.chaos import (
     wait_until,
     workflow_mix,
 )
+from tests.helpers.e2e import queue_lengths
 from tests.helpers.redis_server import RedisServer
 
 MAX_REDELIVERIES = 2
@@ -55,7 +56,7 @@ def test_a_message_that_kills_its_process_is_dead_lettered_after_max_redeliverie
 
     assert wait_until(lambda: dead_letters(redis_client), timeout=60), worker.log_tail()
     missing = completions.wait_for([w.subject for w in healthy], timeout=60)
-    assert wait_until(lambda: all(redis_client.llen(queue) == 0 for queue in ALL_QUEUES), timeout=30)
+    assert wait_until(lambda: not any(queue_lengths(fault_redis.url(), ALL_QUEUES).values()), timeout=30)
     result = audit(redis_client, healthy, completions)
     result.report("poison-message", f"handler-sigkills-its-process x{1 + MAX_REDELIVERIES}")
 
