@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
         help="split: one worker per queue group; shared: both serve all queues (default: measure both)",
     )
     dist.add_argument("--rounds", type=int, default=3, help="interleaved raw/ours rounds; median reported (default 3)")
+    dist.add_argument(
+        "--broker", choices=("redis", "amqp"), default="redis",
+        help="redis: the private Redis is broker and state; amqp: a fresh vhost of RabbitMQ is the broker of both "
+        "systems, Redis their state (default redis)",
+    )
+    dist.add_argument("--amqp-url", default=None, help="the RabbitMQ for --broker amqp (default amqp://guest:guest@127.0.0.1:5672)")
     dist.add_argument("--json", type=Path, default=None)
 
     cont = sub.add_parser("contention", help="fan-in of 50 parallel replies to one subject on 2 workers")
@@ -115,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.part == "distributed":
         from bench import distributed
 
-        distributed.main(args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json)
+        distributed.main(
+            args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json,
+            broker=args.broker, amqp_url=args.amqp_url,
+        )
     elif args.part == "contention":
         from bench import contention
 

@@ -73,7 +73,18 @@ class System:
         return [every, every]
 
 
-def systems(redis_url: str) -> dict[str, System]:
+#: How each broker is named in the table's title.
+BROKER_TITLES = {"redis": "Celery + Redis", "amqp": "Celery + RabbitMQ broker, Redis state"}
+
+
+def procs_default_amqp() -> str:
+    """The RabbitMQ the bench uses unless ``--amqp-url`` names another."""
+    from bench.procs import DEFAULT_AMQP_URL
+
+    return DEFAULT_AMQP_URL
+
+
+def systems(redis_url: str, broker_url: str) -> dict[str, System]:
     """The raw baseline (published by a stock app) and our runtime (published by ``create_app``)."""
     from bench import raw_celery
     from bench.inprocess import WORKFLOWS
@@ -82,7 +93,7 @@ def systems(redis_url: str) -> dict[str, System]:
     from tasks.client import send_event
     from tasks.worker.app import create_app
 
-    settings = Settings(broker_url=redis_url, redis_url=redis_url)
+    settings = Settings(broker_url=broker_url, redis_url=redis_url)
     app = create_app(settings)
     raw_app = raw_celery.make_app(settings)
 
@@ -143,7 +154,7 @@ def _drive(system: System, client: redis.Redis, shape: str, count: int, inflight
 
 
 def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int], inflight: int, rounds: int,
-                   scratch: Path) -> dict[str, Any]:
+                   scratch: Path, broker_url: str | None = None) -> dict[str, Any]:
     """Both systems' workers up at once (idle ones only wait on Redis), rounds interleaved.
 
     Why interleaved: the machine is shared and its load drifts; alternating raw and ours within
@@ -151,7 +162,8 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
     """
     from bench import procs
 
-    found_systems = systems(redis_url)
+    broker_url = broker_url or redis_url
+    found_systems = systems(redis_url, broker_url)
     client = redis.Redis.from_url(redis_url)
     runs: dict[tuple[str, str], list[DriveResult]] = {(n, s): [] for n in found_systems for s in counts}
     unloaded: dict[str, DriveResult] = {}
@@ -162,7 +174,7 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
             started = {
                 name: stack.enter_context(procs.workers(
                     system.app_module, system.queue_sets(layout), pool=pool, redis_url=redis_url,
-                    probe_dir=scratch / f"{layout}-{name}",
+                    probe_dir=scratch / f"{layout}-{name}", settings={"broker_url": broker_url},
                 ))
                 for name, system in found_systems.items()
             }
@@ -212,8 +224,14 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
     return found
 
 
-def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int) -> dict[str, Any]:
-    """Measure every requested layout; return the JSON document of this part."""
+def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
+        broker: str = "redis", amqp_url: str | None = None) -> dict[str, Any]:
+    """Measure every requested layout on the given broker; return the JSON document of this part.
+
+    ``broker="redis"``: the private Redis is broker and state. ``"amqp"``: a fresh virtual host
+    of the RabbitMQ at ``amqp_url`` is the broker of both systems, the private Redis their state
+    (and the raw baseline's completion stream).
+    """
     from bench import procs, raw_celery
     from config.settings import Settings
 
@@ -221,18 +239,24 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     layouts = ["split", "shared"] if layout == "both" else [layout]
     counts = {"increment": increment, "fanout": fanout}
     results: dict[str, Any] = {
-        "config": {"pool": pool, "concurrency_per_worker": 1, "workers_per_system": 2, "inflight": inflight,
+        "config": {"broker": broker, "pool": pool, "concurrency_per_worker": 1, "workers_per_system": 2, "inflight": inflight,
                    "rounds": rounds, "workflows_per_round": counts, "warmup": WARMUP,
                    "unloaded_workflows": UNLOADED, "layouts": layouts},
         "layouts": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp:
         scratch = Path(tmp)
-        with procs.redis_server(scratch / "redis") as redis_url:
-            stripped = raw_celery.stock_config(Settings(broker_url=redis_url, redis_url=redis_url))[1]
+        with procs.redis_server(scratch / "redis") as redis_url, contextlib.ExitStack() as stack:
+            broker_url = (
+                redis_url if broker == "redis"
+                else stack.enter_context(procs.rabbitmq_vhost(amqp_url or procs_default_amqp()))
+            )
+            stripped = raw_celery.stock_config(Settings(broker_url=broker_url, redis_url=redis_url))[1]
             results["config"]["raw_baseline_without"] = stripped
             for name in layouts:
-                results["layouts"][name] = measure_layout(name, pool, redis_url, counts, inflight, rounds, scratch)
+                results["layouts"][name] = measure_layout(
+                    name, pool, redis_url, counts, inflight, rounds, scratch, broker_url
+                )
     best: dict[str, Any] = {}
     for shape in counts:
         name = max(layouts, key=lambda n: results["layouts"][n]["ours"][shape]["workflows_per_s"])
@@ -268,7 +292,7 @@ def markdown(data: dict[str, Any]) -> str:
                     got["retries"],
                 ])
     head = (
-        f"### Distributed (Celery + Redis, 2 workers per system `-P {config['pool']} -c 1`, "
+        f"### Distributed ({BROKER_TITLES[config.get('broker', 'redis')]}, 2 workers per system `-P {config['pool']} -c 1`, "
         f"{config['inflight']} workflows in flight, median of {config['rounds']} interleaved rounds of "
         f"{config['workflows_per_round']['increment']} increment / {config['workflows_per_round']['fanout']} fan-out)\n\n"
     )
@@ -305,6 +329,7 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def main(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
-         json_path: Path | None) -> dict[str, Any]:
+         json_path: Path | None, broker: str = "redis", amqp_url: str | None = None) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    return common.report("distributed", run(increment, fanout, inflight, pool, layout, rounds), markdown, json_path)
+    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url)
+    return common.report("distributed", data, markdown, json_path)

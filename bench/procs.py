@@ -85,6 +85,36 @@ def redis_server(directory: Path) -> Iterator[str]:
         _terminate(process, 10)
 
 
+#: The RabbitMQ of ``python -m bench distributed --broker amqp`` unless ``--amqp-url`` says otherwise.
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost(amqp_url: str) -> Iterator[str]:
+    """A fresh virtual host on the RabbitMQ at ``amqp_url`` (no vhost in it); yields its URL.
+
+    Created and deleted with ``rabbitmqctl`` (the bench runs beside the broker), so queues left
+    by one run never reach the next.
+    """
+    vhost = f"bench-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+    user = amqp_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[0] if "@" in amqp_url else "guest"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield f"{amqp_url.rstrip('/')}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _rabbitmqctl(*args: str) -> None:
+    binary = shutil.which("rabbitmqctl")
+    if binary is None:
+        raise RuntimeError("rabbitmqctl is not installed (apt-get install rabbitmq-server)")
+    done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+
+
 def worker_env(redis_url: str, probe_dir: Path, **settings: str) -> dict[str, str]:
     """The environment of a worker: ours and the raw app both read ``ORCH_*`` settings."""
     env = {key: value for key, value in os.environ.items() if not key.upper().startswith("ORCH_")}

@@ -55,13 +55,26 @@ PROJECT_PACKAGES = frozenset({"tasks", "config", "orchestrator", "examples"})
 def stock_config(settings: Settings) -> tuple[dict[str, Any], list[str]]:
     """The runtime's Celery config without the settings that name project classes, and their names."""
     config = celery_config(settings)
-    stripped = sorted(
-        name for name, value in config.items()
-        if isinstance(value, str) and value.split(":")[0].split(".")[0] in PROJECT_PACKAGES
-    )
+    stripped = sorted(name for name, value in config.items() if _names_project_code(value))
     for name in stripped:
         del config[name]
     return config, stripped
+
+
+def _names_project_code(value: Any) -> bool:
+    """Whether a Celery setting's value is a class of the project, or a dotted path to one.
+
+    Celery takes a class (``worker_consumer``, ``broker_transport``) as well as its dotted path,
+    and the runtime gives classes: both must go, or the baseline runs our transport and
+    consumer and is no longer stock Celery.
+    """
+    if isinstance(value, str):
+        module = value.split(":")[0]
+    elif isinstance(value, type):
+        module = value.__module__
+    else:
+        return False
+    return module.split(".")[0] in PROJECT_PACKAGES
 
 
 def make_app(settings: Settings) -> Celery:

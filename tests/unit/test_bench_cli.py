@@ -202,3 +202,25 @@ def test_timers_refuses_a_bad_argument_in_one_line(
 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("broker_url", ["redis://127.0.0.1:6379/0", "amqp://guest:guest@127.0.0.1:5672//"])
+def test_the_raw_baseline_runs_stock_celery_without_our_transport_or_consumer(broker_url: str) -> None:
+    from bench.raw_celery import stock_config
+    from config.settings import Settings
+
+    config, stripped = stock_config(Settings(broker_url=broker_url))
+
+    assert "worker_consumer" in stripped
+    for value in config.values():
+        module = value.__module__ if isinstance(value, type) else str(value).split(":")[0]
+        assert module.split(".")[0] not in {"tasks", "config", "orchestrator", "examples"}, value
+    assert config["task_acks_late"] is True  # the delivery semantics stay the runtime's
+
+
+def test_distributed_refuses_an_unknown_broker_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["distributed", "--broker", "kafka"])
+
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'kafka'" in capsys.readouterr().err
