@@ -57,7 +57,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         # Reserve one message per pool process: with acks_late a reserved message is stuck
         # behind the running one and would be redelivered to nobody else until it ends.
-        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "worker_prefetch_multiplier": (
+            settings.amqp_prefetch_multiplier if settings.broker.is_amqp else settings.prefetch_multiplier
+        ),
         # Without this, acks_late tasks running during a broker connection loss run twice.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Results are only stored when a backend is configured and a caller asks for one

@@ -63,3 +63,4 @@ def test_celery_config_for_rabbitmq_confirms_publishes_and_drops_redis_only_opti
     assert config["task_reject_on_worker_lost"] is True
     assert config["task_create_missing_queues"] is True
     assert set(config["accept_content"]) == {"msgpack", "json"}
+    assert config["worker_prefetch_multiplier"] == 4  # amqp_prefetch_multiplier, see its docstring
