@@ -195,3 +195,20 @@ class UnhandledSystemError(OrchestratorError):
             f"{list(self.configuration)} ({self.error_name}: {self.error_message}); handle it in the "
             "machine, or set ignore_unhandled_system_errors = True to ignore such errors"
         )
+
+
+class InvalidFilter(OrchestratorError, ValueError):
+    """A workflow search filter is malformed; the message names the field and the rule."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        self.field = field
+        self.rule = rule
+        super().__init__(f"filter {field}: {rule}")
+
+
+class WorkflowNotFailed(OrchestratorError):
+    """A retry was asked for a workflow that is not failed (running, done or cancelled)."""
+
+
+class DeadLetterNotFound(OrchestratorError, LookupError):
+    """No dead letter has the given id (never stored, already replayed or purged)."""
