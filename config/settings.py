@@ -241,6 +241,9 @@ class Settings(BaseSettings):
     record_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """Retention of a finished workflow's record, consumed ids and outbox: the runtime gives it
     to every orchestrator of the deployment (``ArvoOrchestrator.retention_s``)."""
+    history_limit: int = Field(default=1000, ge=1)
+    """History entries kept per workflow (one per step; the oldest are dropped). They expire
+    with the workflow's record."""
     stream_maxlen: int = Field(default=100_000, ge=1)
     """Approximate length cap (``XADD MAXLEN ~``) of the dead-letter and outbox streams."""
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)

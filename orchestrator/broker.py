@@ -4,7 +4,8 @@ Arvo's SimpleEventBroker pops its queue (LIFO), sleeps 1 ms per event, drops eve
 subscribes to and leaks subscriptions in ``resolve`` (spec 7.4, 10.19). This broker is a FIFO,
 never sleeps, and loses nothing: events with no subscriber are kept in :attr:`undelivered`,
 events for another domain in :attr:`domained`, and violations raised by handlers in
-:attr:`errors`.
+:attr:`errors`: the broker's dead letters, each with an id, which can be read, replayed (the
+event is published again and its entry removed; a new failure is stored anew) or purged.
 
 Time: the broker fires the durable timers of its orchestrators' memories when they come due.
 Given a :class:`~orchestrator.timers.VirtualClock`, it skips waits: :meth:`LocalBroker.advance`
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.errors import DefinitionError, OrchestratorError
+from orchestrator.errors import DeadLetterNotFound, DefinitionError, OrchestratorError
 from orchestrator.event import ArvoEvent
 from orchestrator.memory.base import TimerIndex
 from orchestrator.orchestrator import ArvoOrchestrator
@@ -47,10 +49,21 @@ class EventHandler(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FailedDelivery:
-    """A violation raised by a handler for an event (Arvo's ``onError``)."""
+    """A violation raised by a handler for an event (Arvo's ``onError``): a dead letter.
+
+    Attributes:
+        event: the event the handler refused.
+        error: what it raised.
+        id: the dead letter's id (to show, replay or purge it).
+        at_ms: when it failed, on the broker's clock (epoch ms).
+        replays: how many replays of this event failed before this one.
+    """
 
     event: ArvoEvent
     error: OrchestratorError
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at_ms: int = 0
+    replays: int = 0
 
 
 class LocalBroker:
@@ -83,6 +96,8 @@ class LocalBroker:
         self.undelivered: list[ArvoEvent] = []
         self.domained: dict[str, list[ArvoEvent]] = {}
         self.errors: list[FailedDelivery] = []
+        #: Replays in flight: event id -> replays of it so far (stamped on a new failure).
+        self._replaying: dict[str, int] = {}
         for handler in handlers:
             self.subscribe(handler)
 
@@ -102,6 +117,11 @@ class LocalBroker:
     def clock(self) -> Callable[[], float]:
         """Epoch seconds now, as the broker's orchestrators see it."""
         return self._clock or time.time
+
+    @property
+    def orchestrators(self) -> list[ArvoOrchestrator]:
+        """The orchestrators subscribed (whose memories hold the workflows)."""
+        return [handler for handler in self._handlers.values() if isinstance(handler, ArvoOrchestrator)]
 
     @property
     def topics(self) -> list[str]:
@@ -140,7 +160,8 @@ class LocalBroker:
             produced = handler.execute(event)
         except OrchestratorError as error:
             logger.warning("handler %s refused event %s: %s", handler.source, event.id, error)
-            self.errors.append(FailedDelivery(event, error))
+            at_ms = int(self.clock() * 1000)
+            self.errors.append(FailedDelivery(event, error, at_ms=at_ms, replays=self._replaying.get(event.id, 0)))
             return
         self._queue.extend(produced)
 
@@ -175,6 +196,40 @@ class LocalBroker:
                 del self.undelivered[index]
                 return event
         return None
+
+    # -- dead letters ------------------------------------------------------------------------------
+
+    def dead_letter(self, entry_id: str) -> FailedDelivery:
+        """The dead letter ``entry_id``. Raises ``DeadLetterNotFound``."""
+        for failed in self.errors:
+            if failed.id == entry_id:
+                return failed
+        raise DeadLetterNotFound(f"no dead letter with id '{entry_id}' (never stored, replayed or purged)")
+
+    def replay_dead_letter(self, entry_id: str) -> FailedDelivery:
+        """Publish the dead letter's event again, then remove its entry; the entry replayed.
+
+        A replay that fails again is stored as a new entry (with its new error and one more
+        replay counted) before the old one is removed. Raises ``DeadLetterNotFound``.
+        """
+        failed = self.dead_letter(entry_id)
+        self._replaying[failed.event.id] = failed.replays + 1
+        try:
+            self.publish(failed.event)
+        finally:
+            del self._replaying[failed.event.id]
+        self.errors[:] = [entry for entry in self.errors if entry.id != entry_id]
+        return failed
+
+    def purge_dead_letters(self, entry_ids: Iterable[str] | None = None) -> int:
+        """Remove the given dead letters (all when None); how many were removed."""
+        before = len(self.errors)
+        if entry_ids is None:
+            self.errors.clear()
+        else:
+            gone = set(entry_ids)
+            self.errors[:] = [entry for entry in self.errors if entry.id not in gone]
+        return before - len(self.errors)
 
     # -- time ------------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from orchestrator.domain import ArvoDomain, domain_tokens, resolve_domains
 from orchestrator.engine import ExecutionResult
 from orchestrator.errors import ContractViolation, ExecutionViolation
 from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
+from orchestrator.history import StepLog
+from orchestrator.inspection import HistoryEntry
 from orchestrator.machine import ArvoMachine, EmittedEvent
 from orchestrator.memory.base import Lease, ReadResult
 from orchestrator.subject import OrchestrationSubject, SubjectContent
@@ -54,6 +56,12 @@ class Step:
     deadlines: list[tuple[str, VersionedArvoContract, float]] = field(default_factory=list)
     #: Child workflows started: ``(init event id, child subject, child orchestrator type)``.
     children: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Times and the state before the step: builds its history entry.
+    log: StepLog | None = None
+    #: The history entry of a step that writes no state (duplicate, ignored), given to ``unlock``.
+    unwritten: HistoryEntry | None = None
+    #: The event retries the workflow's failure: it is applied to the last good state.
+    retrying: bool = False
 
 
 class EmittableBuilder:

@@ -45,6 +45,8 @@ from orchestrator.errors import (
     WorkflowCancelled,
 )
 from orchestrator.event import ArvoEvent
+from orchestrator.history import StepLog, configuration_of, emitted_refs, index_fields, is_retry
+from orchestrator.inspection import HistoryEntry, Outcome
 from orchestrator.machine import ArvoMachine
 from orchestrator.memory.base import Lease, LockAndReadMemory, MachineMemory, ReadResult
 from orchestrator.record import CANCELLED_STATUS, MachineRef, RecordedError, WorkflowRecord
@@ -52,7 +54,14 @@ from orchestrator.registry import MachineRegistry
 from orchestrator.subject import OrchestrationSubject, SubjectContent
 from orchestrator.telemetry import execution_span
 from orchestrator.timekeeping import ORDINARY, Delivery, advance, delivery_for
-from orchestrator.timers import CANCEL_EVENT_TYPE, CANCEL_MACHINE_EVENT, TimerChanges, cancel_event
+from orchestrator.timers import (
+    CANCEL_EVENT_TYPE,
+    CANCEL_MACHINE_EVENT,
+    Timer,
+    TimerChanges,
+    cancel_event,
+    timer_event,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -166,23 +175,24 @@ class ArvoOrchestrator:
                 if subject.orchestrator.name != self.source:
                     yield self._ignore("foreign-subject", event)
                     return
+                log = StepLog(event, self.clock, span.trace_id)
                 lease, read = self._lock_and_read(event)
             except ViolationError as error:
                 span.record_error(error)
                 raise
+            log.before = configuration_of(read.record)
+            step = Step(event=event, subject=subject, headers=span.headers, lease=lease, read=read, log=log)
             published = False
             try:
                 try:
-                    result = self._locked_step(
-                        Step(event=event, subject=subject, headers=span.headers, lease=lease, read=read)
-                    )
+                    result = self._locked_step(step)
                 except ViolationError as error:
                     span.record_error(error)
                     raise
                 yield result
                 published = settle and result.outcome is not StepOutcome.IGNORED
             finally:
-                self._unlock(lease, event.id if published else None)
+                self._unlock(lease, event.id if published else None, step.unwritten)
 
     # -- pipeline -----------------------------------------------------------------------------
 
@@ -202,9 +212,24 @@ class ArvoOrchestrator:
                 "ArvoOrchestrationSubject schema"
             ) from None
 
-    def _unlock(self, lease: Lease, settle: str | None) -> None:
+    def _ignore_step(self, step: Step, reason: str) -> StepResult:
+        """Ignore the event of a locked step, keeping an entry in the workflow's history."""
+        step.unwritten = self._unwritten_entry(step, "ignored", reason)
+        return self._ignore(reason, step.event)
+
+    @staticmethod
+    def _unwritten_entry(step: Step, outcome: Outcome, reason: str | None = None) -> HistoryEntry | None:
+        """The history entry of a step that writes no state; None when there is no workflow."""
+        if step.read.record is None or step.log is None:
+            return None
+        return step.log.entry(outcome, after=step.log.before, reason=reason)
+
+    def _unlock(self, lease: Lease, settle: str | None, history: HistoryEntry | None = None) -> None:
         try:
-            self.memory.unlock(lease, settle)
+            if history is None:
+                self.memory.unlock(lease, settle)
+            else:
+                self.memory.unlock(lease, settle, history)
         except Exception:  # unlock is best effort; the lease expires on its own
             logger.warning("unlock failed for subject %s", lease.subject, exc_info=True)
 
@@ -261,14 +286,16 @@ class ArvoOrchestrator:
         event, read = step.event, step.read
         if read.consumed:
             pending = [ArvoEvent.model_validate(item) for item in read.pending or ()]
+            step.unwritten = self._unwritten_entry(step, "duplicate")
             return StepResult(pending, StepOutcome.DUPLICATE)
-        record = WorkflowRecord.from_dict(read.record) if read.record is not None else None
+        stored = WorkflowRecord.from_dict(read.record) if read.record is not None else None
+        record = self._starting_record(step, stored)
         refused = self._refusal(event, record)
         if refused is not None:
-            return self._ignore(refused, event)
+            return self._ignore_step(step, refused)
         if record is None:
             step.parent_subject = self._init_parent_subject(event)
-            step.init_event_id = event.id
+            step.init_event_id = stored.init_event_id if stored is not None else event.id
         else:
             step.parent_subject = record.parent_subject
             step.init_event_id = record.init_event_id
@@ -278,7 +305,7 @@ class ArvoOrchestrator:
         delivery: Delivery | str
         if event.type == CANCEL_EVENT_TYPE and record is not None:
             if record.cancel is not None:
-                return self._ignore("already-cancelling", event)
+                return self._ignore_step(step, "already-cancelling")
             reason = self._cancel_reason(event)
             if not step.machine._arvo_handles_cancel:
                 return self._cancel(step, record, reason)
@@ -286,7 +313,7 @@ class ArvoOrchestrator:
         else:
             delivery = delivery_for(event, record)
         if isinstance(delivery, str):
-            return self._ignore(delivery, event)
+            return self._ignore_step(step, delivery)
         data = delivery.data if delivery is not ORDINARY else self._validate_input(step.machine, event)
         cancel_reason = delivery.cancelling or (record.cancel["reason"] if record and record.cancel else None)
         try:
@@ -310,6 +337,24 @@ class ArvoOrchestrator:
         stored, changes = self._record(step, record, result, emitted, delivery, cancel_reason)
         self._write(step, stored, changes)
         return StepResult(emitted, StepOutcome.APPLIED)
+
+    @staticmethod
+    def _starting_record(step: Step, stored: WorkflowRecord | None) -> WorkflowRecord | None:
+        """The record the step starts from: the stored one, or for a retry its last good state.
+
+        A retry (:func:`orchestrator.history.is_retry`) resumes the failed record without its
+        failure (None when it failed at its init: the init is applied again). The failure write
+        kept the last good state, timers, calls and children; only the error goes, and the
+        retry step writes that back with the lease and version checks of any step.
+        """
+        if stored is None or not is_retry(step.event, stored, step.read.version):
+            return stored
+        step.retrying = True
+        if stored.state is None:
+            return None
+        return dataclasses.replace(
+            stored, execution_status="normal", error=None, failed_at=None, failed_event_id=None
+        )
 
     def _refusal(self, event: ArvoEvent, record: WorkflowRecord | None) -> str | None:
         """Why the workflow cannot apply ``event`` at all (a reason to count), or None."""
@@ -455,6 +500,9 @@ class ArvoOrchestrator:
             now_ms=int(self.clock() * 1000),
             ended=ended,
         )
+        changes = time_state.changes
+        if step.retrying:
+            changes = self._reindex_timers(step, time_state.timers, changes)
         cancel = previous.cancel if previous is not None else None
         if delivery.cancelling is not None:
             cancel = {"reason": cancel_reason, "at": datetime.now(UTC).isoformat(timespec="milliseconds")}
@@ -474,11 +522,54 @@ class ArvoOrchestrator:
             children=time_state.children,
             cancel=cancel,
         )
-        return record, time_state.changes
+        return record, changes
 
-    def _write(self, step: Step, record: WorkflowRecord, timers: TimerChanges | None = None) -> None:
+    def _reindex_timers(
+        self, step: Step, timers: Mapping[str, Mapping[str, Any]], changes: TimerChanges
+    ) -> TimerChanges:
+        """A retried step also puts back the pending timers the failure took out of the index."""
+        setting = {timer.id for timer, _ in changes.set}
+        event = step.event
+        restored = []
+        for stored in timers.values():
+            timer = Timer.from_dict(stored)
+            if timer.id in setting:
+                continue
+            fires = timer_event(
+                timer=timer,
+                subject=event.subject,
+                orchestrator=self.source,
+                parentid=event.id,
+                accesscontrol=event.accesscontrol,
+                traceparent=step.headers.traceparent,
+                tracestate=step.headers.tracestate,
+            )
+            restored.append((timer, fires.to_json()))
+        return TimerChanges(changes.set + tuple(restored), changes.cancelled)
+
+    def _write(
+        self,
+        step: Step,
+        record: WorkflowRecord,
+        timers: TimerChanges | None = None,
+        *,
+        outcome: Outcome = "applied",
+        error: BaseException | None = None,
+    ) -> None:
+        """Write the step's record with its history entry and index row (one memory call)."""
         event, read = step.event, step.read
         stored = record.to_dict()
+        assert step.log is not None
+        now_ms = step.log.now_ms()
+        entry = step.log.entry(
+            outcome,
+            after=configuration_of(record),
+            emitted=emitted_refs(record.produced),
+            error=error,
+            now_ms=now_ms,
+        )
+        orchestrator = step.subject.orchestrator
+        index = index_fields(record, orchestrator.name, orchestrator.version, now_ms)
         self._transaction(
             TransactionCause.WRITE_FAILURE,
             "writing state",
@@ -492,6 +583,8 @@ class ArvoOrchestrator:
                 outbox=record.produced or None,
                 expire_after_s=self.retention_s if record.finished else None,
                 timers=timers or None,
+                history=entry,
+                index=index,
             ),
         )
 
@@ -500,7 +593,7 @@ class ArvoOrchestrator:
     ) -> StepResult:
         """No transition for a system error: fail (no silent stall), or ignore if the machine opts out."""
         if step.machine is not None and step.machine.ignore_unhandled_system_errors:
-            return self._ignore("unhandled-system-error", step.event)
+            return self._ignore_step(step, "unhandled-system-error")
         return self._fail(step, previous, error)
 
     def _fail(self, step: Step, previous: WorkflowRecord | None, error: Exception) -> StepResult:
@@ -529,7 +622,7 @@ class ArvoOrchestrator:
         logger.warning("workflow %s failed on event %s: %r", step.event.subject, step.event.id, error)
         # A failed workflow applies no further event: its timers leave the index (the record keeps
         # them with the last good state), or they would fire only to be ignored.
-        self._write(step, record, TimerChanges(cancelled=tuple(record.timers)))
+        self._write(step, record, TimerChanges(cancelled=tuple(record.timers)), outcome="failed", error=error)
         return StepResult(events, StepOutcome.FAILED)
 
 

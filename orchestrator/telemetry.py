@@ -66,6 +66,14 @@ class Execution:
     span: trace.Span | None
     headers: TraceHeaders
 
+    @property
+    def trace_id(self) -> str | None:
+        """The span's W3C trace id (32 hex digits), None when not traced."""
+        if self.span is None:
+            return None
+        context = self.span.get_span_context()
+        return format(context.trace_id, "032x") if context.is_valid else None
+
     def set_attributes(self, attributes: dict[str, Any]) -> None:
         """Attach attributes when recording; free otherwise."""
         if self.span is not None:

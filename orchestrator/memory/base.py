@@ -10,7 +10,11 @@ weakness of spec 10.1-10.4 and 10.7 a real lost or doubled update:
   expired (and was taken by someone else) is refused, whatever the version says (10.3);
 * ``write`` also records the consumed event id and the step's **outbox** (the events to
   publish), atomically with the state; ``settle`` clears the outbox once they are published, and
-  a redelivered event whose outbox is still there gets it back from ``read`` to publish again.
+  a redelivered event whose outbox is still there gets it back from ``read`` to publish again;
+* ``write`` appends the step's **history entry** and stores the workflow's **search index row**
+  in the same atomic call, and ``unlock`` appends the entry of a step that wrote no state (a
+  duplicate, an ignored event): history costs no extra call. The core builds both
+  (:mod:`orchestrator.history`); the memory stores them without interpreting the record.
 
 Implementations raise :class:`~orchestrator.errors.TransactionViolation` for conflicts
 (``WRITE_CONFLICT``) and infrastructure failures are left to the caller to map.
@@ -22,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.errors import InvalidRecord, InvalidSubject
+from orchestrator.history import IndexFields
+from orchestrator.inspection import HistoryEntry
 from orchestrator.timers import TimerChanges
 
 
@@ -75,11 +81,13 @@ class MachineMemory(Protocol):
         """
         ...
 
-    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+    def unlock(self, lease: Lease, settle: str | None = None, history: HistoryEntry | None = None) -> bool:
         """Release the lock if ``lease`` still owns it; False otherwise (never raises).
 
         With ``settle``, also forget that event's outbox, in the same call: the caller
-        published the step's events while it held the lock.
+        published the step's events while it held the lock. With ``history``, append that
+        entry to the subject's history (capped, expiring with the record) if the lease still
+        owned the lock: the entry of a step that wrote no state.
         """
         ...
 
@@ -98,6 +106,8 @@ class MachineMemory(Protocol):
         outbox: list[dict[str, Any]] | None = None,
         expire_after_s: int | None = None,
         timers: TimerChanges | None = None,
+        history: HistoryEntry | None = None,
+        index: IndexFields | None = None,
     ) -> int:
         """Store ``record`` if the stored version is still ``prev_version``; return the new one.
 
@@ -106,7 +116,10 @@ class MachineMemory(Protocol):
         with their events, cancelled ones dropped). With ``expire_after_s`` the subject's
         record, consumed ids and outbox are forgotten that many seconds later (the caller
         decided the workflow is finished); without it they are kept until a later write says
-        otherwise. Raises ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or
+        otherwise. ``history`` is appended to the subject's history (the oldest entries beyond
+        the memory's cap dropped) and ``index`` replaces the subject's search index row (its
+        ``started_ms`` kept from the first write), both atomically with the record and expiring
+        with it. Raises ``TransactionViolation(WRITE_CONFLICT)`` when the version moved or
         when ``lease`` no longer holds the lock.
         """
         ...

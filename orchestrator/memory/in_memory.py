@@ -15,12 +15,15 @@ import heapq
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import msgpack
 
 from orchestrator.errors import TransactionCause, TransactionViolation
+from orchestrator.history import DEFAULT_HISTORY_LIMIT, IndexFields
+from orchestrator.inspection import HistoryEntry, WorkflowSummary
 from orchestrator.memory.base import DueTimer, Lease, ReadResult, require_record, require_subject
 from orchestrator.timers import TimerChanges
 
@@ -42,12 +45,19 @@ class InMemoryMachineMemory:
     Args:
         lock_ttl: seconds after which an unreleased lock expires.
         clock: monotonic clock, injectable so tests can expire locks without sleeping.
+        history_limit: history entries kept per workflow; the oldest are dropped.
     """
 
     def __init__(
-        self, lock_ttl: float = DEFAULT_LOCK_TTL, clock: Callable[[], float] = time.monotonic
+        self,
+        lock_ttl: float = DEFAULT_LOCK_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
     ) -> None:
+        if history_limit < 1:
+            raise ValueError(f"history_limit must be at least 1, got {history_limit}")
         self._lock_ttl = lock_ttl
+        self.history_limit = history_limit
         self._clock = clock
         self._mutex = threading.Lock()
         self._records: dict[str, tuple[int, bytes]] = {}
@@ -60,6 +70,10 @@ class InMemoryMachineMemory:
         #: whose stale entries (cancelled or re-set timers) are skipped when popped.
         self._timers: dict[tuple[str, str], tuple[int, bytes]] = {}
         self._due: list[tuple[int, str, str]] = []
+        #: History entries per subject (packed, as Redis stores them), capped at history_limit.
+        self._history: dict[str, deque[bytes]] = {}
+        #: The search index: one row per subject.
+        self._index: dict[str, WorkflowSummary] = {}
 
     def lock(self, subject: str) -> Lease | None:
         """Take the lock unless a live lease holds it."""
@@ -73,14 +87,20 @@ class InMemoryMachineMemory:
             self._locks[subject] = (token, now + self._lock_ttl)
             return Lease(subject, token)
 
-    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
-        """Release only a lock this lease still owns; settle ``settle``'s outbox regardless."""
+    def unlock(self, lease: Lease, settle: str | None = None, history: HistoryEntry | None = None) -> bool:
+        """Release only a lock this lease still owns; settle ``settle``'s outbox regardless.
+
+        ``history`` is appended only while the lease holds the lock (as the write is fenced).
+        """
+        packed = _pack(history.to_dict()) if history is not None else None
         with self._mutex:
             if settle is not None:
                 self._outbox.pop((lease.subject, settle), None)
             held = self._locks.get(lease.subject)
             if held is None or held[0] != lease.token:
                 return False
+            if packed is not None:
+                self._append_history(lease.subject, packed)
             del self._locks[lease.subject]
             return True
 
@@ -110,12 +130,16 @@ class InMemoryMachineMemory:
         outbox: list[dict[str, Any]] | None = None,
         expire_after_s: int | None = None,
         timers: TimerChanges | None = None,
+        history: HistoryEntry | None = None,
+        index: IndexFields | None = None,
     ) -> int:
-        """Compare-and-set the record, fenced by ``lease``; consumption, outbox, timers, expiry."""
+        """Compare-and-set the record, fenced by ``lease``; consumption, outbox, timers, expiry,
+        history entry and index row."""
         require_subject(subject, "write")
         require_record(record)
         blob = _pack(record)
         packed_outbox = _pack(outbox) if outbox else None
+        packed_entry = _pack(history.to_dict()) if history is not None else None
         now = self._clock()
         with self._mutex:
             self._forget_if_expired(subject, now)
@@ -144,7 +168,45 @@ class InMemoryMachineMemory:
                 self._consumed.setdefault(subject, set()).add(event_id)
                 if packed_outbox is not None:
                     self._outbox[(subject, event_id)] = packed_outbox
+            if packed_entry is not None:
+                self._append_history(subject, packed_entry)
+            if index is not None:
+                stored = self._index.get(subject)
+                self._index[subject] = index.summary(subject, stored.started_ms if stored else None)
             return new_version
+
+    def _append_history(self, subject: str, packed: bytes) -> None:
+        entries = self._history.get(subject)
+        if entries is None:
+            entries = self._history[subject] = deque(maxlen=self.history_limit)
+        entries.append(packed)
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def history(self, subject: str, limit: int | None = None) -> list[HistoryEntry] | None:
+        """The subject's history, oldest first (the newest ``limit``); None when no record is stored."""
+        with self._mutex:
+            self._forget_if_expired(subject, self._clock())
+            if subject not in self._records:
+                return None
+            packed = list(self._history.get(subject, ()))
+        if limit is not None:
+            packed = packed[-limit:] if limit > 0 else []
+        return [HistoryEntry.from_dict(_unpack(entry)) for entry in packed]
+
+    def summary(self, subject: str) -> WorkflowSummary | None:
+        """The subject's search index row, None when it has none (or it expired)."""
+        with self._mutex:
+            self._forget_if_expired(subject, self._clock())
+            return self._index.get(subject)
+
+    def summaries(self) -> list[WorkflowSummary]:
+        """Every index row of workflows still stored (expired ones are forgotten first)."""
+        with self._mutex:
+            now = self._clock()
+            for subject in [s for s, expires in self._expires.items() if expires <= now]:
+                self._drop(subject)
+            return list(self._index.values())
 
     def _index_timers(self, subject: str, changes: TimerChanges) -> None:
         for timer_id in changes.cancelled:
@@ -187,6 +249,8 @@ class InMemoryMachineMemory:
         self._records.pop(subject, None)
         self._consumed.pop(subject, None)
         self._expires.pop(subject, None)
+        self._history.pop(subject, None)
+        self._index.pop(subject, None)
         for key in [k for k in self._outbox if k[0] == subject]:
             del self._outbox[key]
 
@@ -206,6 +270,8 @@ class InMemoryMachineMemory:
                 self._expires.clear()
                 self._timers.clear()
                 self._due.clear()
+                self._history.clear()
+                self._index.clear()
                 return
             self._locks.pop(subject, None)
             self._drop(subject)

@@ -37,6 +37,8 @@ import msgpack
 import redis
 
 from orchestrator.errors import TransactionCause, TransactionViolation
+from orchestrator.history import IndexFields
+from orchestrator.inspection import HistoryEntry
 from orchestrator.memory.base import DueTimer, Lease, ReadResult, require_record, require_subject
 from orchestrator.timers import TimerChanges
 from tasks.store import keys, scripts
@@ -137,7 +139,7 @@ class RedisMachineMemory:
             self._keeper.add(lock)
         return Lease(subject, lock.id)
 
-    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+    def unlock(self, lease: Lease, settle: str | None = None, history: HistoryEntry | None = None) -> bool:
         """Release ``lease`` (and settle ``settle``'s outbox) in one round trip; never raises.
 
         A lease taken by another instance (another process) is released by its token, the
@@ -201,6 +203,8 @@ class RedisMachineMemory:
         outbox: list[dict[str, Any]] | None = None,
         expire_after_s: int | None = None,
         timers: TimerChanges | None = None,
+        history: HistoryEntry | None = None,
+        index: IndexFields | None = None,
     ) -> int:
         """Compare-and-set the record, fenced by ``lease``, with consumed id, outbox, timers, expiry.
 

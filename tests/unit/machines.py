@@ -34,6 +34,7 @@ from orchestrator.errors import ExecutionViolation
 from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.factory import EventFactory, OrchestratorEventFactory
 from orchestrator.handler import ArvoEventHandler
+from orchestrator.inspection import HistoryEntry
 from orchestrator.machine import ArvoMachine
 from orchestrator.memory.base import Lease, ReadResult
 from orchestrator.memory.in_memory import InMemoryMachineMemory
@@ -159,9 +160,9 @@ class RecordingMemory(InMemoryMachineMemory):
         self.calls.append("lock")
         return super().lock(subject)
 
-    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
+    def unlock(self, lease: Lease, settle: str | None = None, history: HistoryEntry | None = None) -> bool:
         self.calls.append("unlock+settle" if settle is not None else "unlock")
-        return super().unlock(lease, settle)
+        return super().unlock(lease, settle, history)
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         self.calls.append("read")
@@ -527,3 +528,55 @@ trap_contract = create_orchestrator_contract(
 def root_subject(orchestrator: str, version: str = "1.0.0", **kwargs: Any) -> str:
     """A fresh root subject for ``orchestrator`` initiated by :data:`CLIENT`."""
     return OrchestrationSubject.new(orchestrator=orchestrator, version=version, initiator=CLIENT, **kwargs)
+
+
+# --------------------------------------------------------------------------- transient failures
+
+
+class FlakyInit(BaseModel):
+    #: How many times the ``nudge`` timer's action fails before it succeeds.
+    failures: int = 0
+    #: Fail on entering the first state (at the init) this many times.
+    init_failures: int = 0
+
+
+flaky_contract = create_orchestrator_contract(
+    uri="#/test/orchestrator/flaky", name="flaky", versions={"1.0.0": {"init": FlakyInit, "complete": Empty}}
+)
+
+#: Failures still to raise, by workflow subject: the machine's own state cannot count them (a
+#: failed step keeps the last good state), so the test keeps them, as a flaky service would.
+FLAKY_FAILURES: dict[str, list[int]] = {}
+
+
+class FlakyMachine(ArvoMachine):
+    """Waits: a ``nudge`` every hour (an internal transition) whose action fails while failures
+    remain, and an ``expire`` scheduled at the start for 3 h later, which ends it. A retried
+    nudge leaves the expire timer pending: only the re-indexing of a retry makes it fire."""
+
+    contract = flaky_contract.version("1.0.0")
+    after = {"waiting": {"nudge": "1h"}}
+
+    waiting = State(initial=True)
+    done = State(final=True)
+    nudged = waiting.to.itself(event="nudge", internal=True, on="maybe_fail")
+    expired = waiting.to(done, event="expire")
+
+    def on_enter_waiting(self) -> None:
+        left = FLAKY_FAILURES.setdefault(
+            self.arvo_event.subject, [self.context["failures"], self.context["init_failures"]]
+        )
+        if left[1] > 0:
+            left[1] -= 1
+            raise RuntimeError("init is flaky")
+        if "expire" not in self.context:
+            self.context["expire"] = self.schedule("expire", after="3h")
+
+    def maybe_fail(self) -> None:
+        left = FLAKY_FAILURES[self.arvo_event.subject]
+        if left[0] > 0:
+            left[0] -= 1
+            raise RuntimeError("nudge is flaky")
+
+    def output(self) -> dict[str, Any]:
+        return {}

@@ -28,6 +28,7 @@ from typing import Any
 from examples.registry import build as build_examples
 from orchestrator.errors import TransactionViolation
 from orchestrator.handler import ArvoEventHandler, HandlerInput, create_event_handler
+from orchestrator.inspection import HistoryEntry
 from orchestrator.memory.base import Lease, MachineMemory, ReadResult
 from orchestrator.orchestrator import ArvoOrchestrator, create_orchestrator
 
@@ -79,8 +80,8 @@ class _Delegating:
     def lock(self, subject: str) -> Lease | None:
         return self.inner.lock(subject)
 
-    def unlock(self, lease: Lease, settle: str | None = None) -> bool:
-        return self.inner.unlock(lease, settle)
+    def unlock(self, lease: Lease, settle: str | None = None, history: HistoryEntry | None = None) -> bool:
+        return self.inner.unlock(lease, settle, history)
 
     def read(self, subject: str, event_id: str | None = None) -> ReadResult:
         return self.inner.read(subject, event_id)
