@@ -61,14 +61,24 @@ Internals relied on, and why:
    none for a transition without guards, see :func:`has_enabled_transition`.
    Tests: ``test_attached_callables_finds_callables_given_to_states_and_transitions``,
    ``test_transition_cond_lists_the_guards_and_nothing_else``.
+7. The structure of a machine class, for drawing it (:func:`machine_shape`): ``State.states``
+   (children in declaration order), ``State.history`` (its history pseudo-states, each a
+   ``HistoryState`` whose ``type.is_deep`` says deep or shallow), the flags ``State.initial``, ``final`` and ``parallel``,
+   ``Transition.targets``, ``internal`` and ``initial`` (the implicit transition of a compound
+   or parallel state into its initial children), and of each guard spec (internal 6)
+   ``attr_name`` (the guard's expression or function name), ``reference`` (whether it was
+   given by name, as a callable or a property) and ``expected_value`` (``False`` for
+   ``unless``). The documentation draws machines (Graphviz) but lists none of these.
+   Test: ``test_machine_shape_reads_states_children_history_and_transitions``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Hashable, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from statemachine import Event, StateChart
+from statemachine import Event, HistoryState, StateChart
 
 try:
     from statemachine.factory import StateMachineMetaclass
@@ -85,8 +95,11 @@ except ImportError as error:  # pragma: no cover - only on an incompatible upgra
 __all__ = [
     "ExactEvent",
     "StateChartMetaclass",
+    "StateShape",
+    "TransitionShape",
     "attached_callables",
     "has_enabled_transition",
+    "machine_shape",
     "make_exact",
     "rearm",
     "set_configuration",
@@ -189,3 +202,94 @@ def attached_callables(machine: type[StateChart[Any]]) -> Iterator[tuple[str, Ca
                 func = func.fget
             if callable(func):
                 yield where, func
+
+
+#: What a state is, for drawing it.
+StateKind = Literal["atomic", "compound", "parallel", "final", "history", "deep-history"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionShape:
+    """One declared transition, as a drawing needs it.
+
+    Attributes:
+        targets: the target state ids (several for a multi-target transition, none for a
+            targetless one).
+        events: the event descriptors, in declaration order (the transition's attribute name
+            and its SCXML dotted alias included, as the library registers them).
+        guards: one per ``cond`` or ``unless`` guard: its expression or function name
+            (``!name`` for ``unless``), or None for an anonymous callable.
+        internal: whether the transition is internal (its source is not exited).
+    """
+
+    targets: tuple[str, ...]
+    events: tuple[str, ...]
+    guards: tuple[str | None, ...]
+    internal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StateShape:
+    """One state of a machine class and everything inside it, in declaration order.
+
+    Attributes:
+        id: the state id (the class attribute name).
+        value: the state value, which the stored configuration holds (the id unless given).
+        kind: atomic, compound, parallel, final, or a (deep) history pseudo-state.
+        initial: whether its parent (or the machine) enters it first.
+        children: its substates, then its history pseudo-states.
+        transitions: its declared transitions (the implicit initial ones left out).
+    """
+
+    id: str
+    value: str
+    kind: StateKind
+    initial: bool
+    children: tuple[StateShape, ...]
+    transitions: tuple[TransitionShape, ...]
+
+
+def machine_shape(machine: type[StateChart[Any]]) -> tuple[StateShape, ...]:
+    """The top-level states of ``machine``, each with its substates (internal 7)."""
+    return tuple(_state_shape(state) for state in machine.states)
+
+
+def _state_shape(state: Any) -> StateShape:
+    kind: StateKind
+    if isinstance(state, HistoryState):
+        kind = "deep-history" if state.type.is_deep else "history"
+    elif state.parallel:
+        kind = "parallel"
+    elif state.states:
+        kind = "compound"
+    elif state.final:
+        kind = "final"
+    else:
+        kind = "atomic"
+    children = [*state.states, *getattr(state, "history", ())]
+    return StateShape(
+        id=state.id,
+        value=str(state.value),
+        kind=kind,
+        initial=bool(state.initial),
+        children=tuple(_state_shape(child) for child in children),
+        transitions=tuple(
+            TransitionShape(
+                targets=tuple(target.id for target in transition.targets),
+                events=tuple(str(descriptor) for descriptor in transition.events),
+                guards=tuple(_guard_name(spec) for spec in transition.cond),
+                internal=bool(transition.internal),
+            )
+            for transition in state.transitions
+            if not transition.initial
+        ),
+    )
+
+
+def _guard_name(spec: Any) -> str | None:
+    name = str(spec.attr_name or "")
+    if not name or name.startswith("<"):  # "<lambda>": no name to show
+        return None
+    if spec.expected_value is False:
+        return f"!{name}" if name.isidentifier() else f"!({name})"
+    return name

@@ -15,13 +15,16 @@ from inspect import isawaitable
 from typing import Any
 
 import pytest
-from statemachine import Event, State, StateChart
+from statemachine import Event, HistoryState, State, StateChart
 
 from orchestrator._statemachine import (
     ExactEvent,
     StateChartMetaclass,
+    StateShape,
+    TransitionShape,
     attached_callables,
     has_enabled_transition,
+    machine_shape,
     make_exact,
     rearm,
     set_configuration,
@@ -492,3 +495,68 @@ def test_transition_cond_lists_the_guards_and_nothing_else() -> None:
         plain, guarded = Machine.idle.transitions
         assert list(plain.cond) == []
         assert [spec.func for spec in guarded.cond] == ["named", may_go, "blocked"]
+
+
+# --------------------------------------------------------------------- 7. the structure of a class
+
+
+def test_machine_shape_reads_states_children_history_and_transitions() -> None:
+    def anonymous_guards() -> list[Any]:
+        return [lambda: True]
+
+    class Machine(StateChart[Any]):
+        class busy(State.Compound):
+            low = State(initial=True)
+            high = State()
+            memory = HistoryState(type="deep")
+            rise = low.to(high, event="up", cond="ready", unless="stalled")
+
+        class both(State.Parallel):
+            class one(State.Compound):
+                a = State(initial=True)
+                a_done = State(final=True)
+                go_a = a.to(a_done, event="a")
+
+            class two(State.Compound):
+                b = State(initial=True)
+                b_done = State(final=True)
+                go_b = b.to(b_done, event="b", cond=anonymous_guards())
+
+        paused = State(value="PAUSED")
+        done = State(final=True)
+        pause = busy.to(paused, event="pause")
+        resume = paused.to(busy.memory, event="resume")
+        start = busy.to(both, event="start", internal=False)
+        done_state_both = both.to(done)
+
+        def ready(self) -> bool:
+            return True
+
+        def stalled(self) -> bool:
+            return False
+
+    with relied_on(
+        "the structure of a machine class (State.states, State.history, HistoryState.type, "
+        "State.initial/final/parallel, Transition.targets/internal/initial, and a guard spec's "
+        "attr_name, reference and expected_value)",
+        "these to draw a machine (orchestrator/diagram.py)",
+    ):
+        busy, both, paused, done = machine_shape(Machine)
+        assert [busy.id, busy.kind, busy.initial] == ["busy", "compound", True]
+        assert [(child.id, child.kind, child.initial) for child in busy.children] == [
+            ("low", "atomic", True),
+            ("high", "atomic", False),
+            ("memory", "deep-history", False),
+        ]
+        assert busy.children[0].transitions == (
+            TransitionShape(targets=("high",), events=("up", "rise"), guards=("ready", "!stalled"), internal=False),
+        ), "the initial transition into 'low' must be left out, the guards named, unless as !name"
+        assert both.kind == "parallel"
+        assert [region.id for region in both.children] == ["one", "two"]
+        assert all(region.kind == "compound" and region.initial for region in both.children)
+        assert both.children[1].children[0].transitions[0].guards == (None,), "a lambda has no name"
+        assert (paused.value, paused.kind) == ("PAUSED", "atomic")
+        assert paused.transitions[0].targets == ("memory",)
+        assert isinstance(done, StateShape)
+        assert (done.kind, done.children) == ("final", ())
+        assert [transition.events for transition in both.transitions] == [("done_state_both", "done.state.both")]
