@@ -22,7 +22,8 @@ know the tree.
     ├── WorkflowFinished                the workflow already ended (a cancel comes too late)
     ├── DeadlineExceeded                a service call got no reply in time (sent as its sys error)
     ├── WorkflowCancelled               a workflow was cancelled (reported as its sys error)
-    ├── tasks.runtime.RetryLater        try this message again later (lock busy, Redis down)
+    ├── ExpectedRetry                   normal operation, not a failure: try again later (one line why)
+    │   └── tasks.runtime.RetryLater    try this message again later (lock busy, Redis down)
     ├── tasks.client.WorkflowTimeout    a workflow sent nothing back in time (retryable)
     └── tasks.worker.startup.StartupError  a worker's Redis refuses it for good (exit 78)
 
@@ -162,6 +163,28 @@ class DeadlineExceeded(OrchestratorError):
 
 class WorkflowCancelled(OrchestratorError):
     """The workflow was cancelled; its parent or initiator receives this as its system error."""
+
+
+class ExpectedRetry(OrchestratorError):
+    """A message must be tried again later as part of normal operation, not because it failed.
+
+    A busy subject lock, a write conflict or a Redis that is briefly unreachable: the retry is
+    how the system works, so what an operator reads (Flower's exception column, the worker log)
+    is one line saying why, never a traceback. ``str()`` is that line (whitespace, newlines
+    included, collapsed to single spaces) and ``repr()`` is ``ExpectedRetry: <line>``, which
+    Celery reports as the retry's exception.
+
+    Args:
+        reason: why the message is retried, e.g. ``lock busy: ...``.
+    """
+
+    retryable = True
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(" ".join(str(reason).split()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}: {self}"
 
 
 class InvalidRecord(OrchestratorError, ValueError):

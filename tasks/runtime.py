@@ -40,10 +40,11 @@ import redis
 from kombu.exceptions import OperationalError
 from opentelemetry import context as otel_context
 
-from orchestrator.errors import DecodeError, OrchestratorError, ViolationError
+from orchestrator.errors import DecodeError, ExpectedRetry, OrchestratorError, ViolationError
 from orchestrator.event import ArvoEvent, decode_event
 from orchestrator.orchestrator import ArvoOrchestrator
 from orchestrator.telemetry import context_from_headers
+from tasks.retry_reason import retry_reason
 from tasks.store.connections import redis_client
 from tasks.store.memory import RedisMachineMemory
 from tasks.store.streams import DeadLetterStore, ExternalOutbox
@@ -63,14 +64,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class RetryLater(OrchestratorError):
-    """Raised by :meth:`Runtime.handle` when the message must be tried again later."""
+class RetryLater(ExpectedRetry):
+    """Raised by :meth:`Runtime.handle` when the message must be tried again later.
 
-    retryable = True
+    Args:
+        reason: why, on one line (see :func:`tasks.retry_reason.retry_reason`).
+        countdown: seconds to wait before the retry.
+    """
 
     def __init__(self, reason: str, countdown: float) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason = str(self)
         self.countdown = countdown
 
 
@@ -253,10 +257,9 @@ class Runtime:
     def _retry_or_bury(self, event: ArvoEvent, error: BaseException, attempt: int, task_id: str | None) -> Outcome:
         if attempt >= self.settings.retry_max:
             return self._bury("retries-exhausted", error, event.to_json(), task_id)
-        raise RetryLater(
-            f"{type(error).__name__}: {error}",
-            backoff(attempt, self.settings.retry_backoff_min_s, self.settings.retry_backoff_max_s),
-        )
+        countdown = backoff(attempt, self.settings.retry_backoff_min_s, self.settings.retry_backoff_max_s)
+        why = retry_reason(error, event.subject)
+        raise RetryLater(f"{why} (retry {attempt + 1} of {self.settings.retry_max} in {countdown:.2f}s)", countdown)
 
     def _bury(
         self, reason: str, error: BaseException, payload: Any, task_id: str | None, with_traceback: bool = False

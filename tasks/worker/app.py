@@ -24,6 +24,7 @@ from tasks.worker.celery_config import LazyCeleryConfig
 from tasks.worker.consumer import connect_refusal_signals
 from tasks.worker.startup import connect_startup_check
 from tasks.worker.task import EXECUTE_TASK, PING_TASK, EventTask, execute_event
+from tasks.worker.task_messages import TaskMessages
 from tasks.worker.timer_poller import TimerPoller
 
 #: Name of the Celery app (shown in worker banners and Flower).
@@ -60,7 +61,8 @@ def build_app(settings: Settings | None = None) -> tuple[Celery, Task]:
         The app and its execute task (Celery's lazy task proxy until the app is finalized).
     """
     source = SettingsSource(settings)
-    app = Celery(APP_NAME, set_as_current=False)
+    # TaskMessages: Flower's task-sent events carry the display name too (see its module).
+    app = Celery(APP_NAME, set_as_current=False, amqp=TaskMessages)
     app.config_from_object(LazyCeleryConfig(source))
     execute = app.task(
         name=EXECUTE_TASK, shared=False, bind=True, base=EventTask, max_retries=None, settings=source

@@ -2,14 +2,17 @@
 
 The task body is a thin adapter over :class:`tasks.runtime.Runtime`: the runtime decides; the
 task only maps "try again later" to a Celery retry with a countdown (the worker is not blocked
-meanwhile) and everything else to a normal return (the message is acknowledged; what could not
-be processed is in the dead-letter store). Its return value is the outcome Flower shows:
+meanwhile), reported as one line saying why (an expected retry is no error, so no traceback),
+and everything else to a normal return (the message is acknowledged; what could not be
+processed is in the dead-letter store). Its return value is the outcome Flower shows:
 ``applied``, ``duplicate``, ``ignored``, ``failed`` (orchestrator steps), ``handled`` (service
-calls), ``forwarded`` or ``dead-letter``.
+calls), ``forwarded`` or ``dead-letter``, each explained in docs/flower.md.
 
 :class:`EventTask` makes ``execute.delay(event)`` route by the event: an
 :class:`~orchestrator.event.ArvoEvent` argument is sent as its flat JSON, to the queue named by
-its ``to`` (or the settings' override), with its W3C trace context in the task headers. It also
+its ``to`` (or the settings' override), with its W3C trace context in the task headers and, as
+Celery's ``shadow`` name, the display name Flower and the worker log show
+(:func:`tasks.worker.naming.task_name`). It also
 holds the process's :class:`~tasks.runtime.Runtime`, built on first use in each process (after
 a prefork fork), the per-process resource pattern of Celery's task guide.
 """
@@ -18,15 +21,17 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 
 from config.settings import Settings
-from orchestrator.errors import ConfigViolation
+from orchestrator.errors import ConfigViolation, ExpectedRetry
 from orchestrator.event import ArvoEvent
 from tasks.runtime import RetryLater, Runtime
+from tasks.worker.naming import event_field, task_name
 
 #: Name of the task every event becomes.
 EXECUTE_TASK = "tasks.execute"
@@ -60,9 +65,9 @@ class EventTask(Task):  # type: ignore[misc]
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # noqa: D102
         if args:
             first = args[0]
-            to = _field(first, "to")
-            traceparent = _field(first, "traceparent")
-            tracestate = _field(first, "tracestate")
+            to = event_field(first, "to")
+            traceparent = event_field(first, "traceparent")
+            tracestate = event_field(first, "tracestate")
             args = (first.to_json() if isinstance(first, ArvoEvent) else first, *args[1:])
             if to and "queue" not in options and "routing_key" not in options:
                 self._require_destination(to)
@@ -78,7 +83,22 @@ class EventTask(Task):  # type: ignore[misc]
             # (~0.2 ms); a short identification is cheaper and more readable.
             options.setdefault("argsrepr", _describe(first))
             options.setdefault("kwargsrepr", "{}")
+            # What Flower's task list and the worker log call the task ("<type> · <workflow>");
+            # the message stays a ``tasks.execute`` task for routing and the workers.
+            shadow = task_name(first)
+            if shadow is not None:
+                options.setdefault("shadow", shadow)
         return super().apply_async(args, kwargs, **options)
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Report an expected retry as its one line, not as a traceback.
+
+        Celery sends ``einfo.traceback`` as the ``task-retried`` event's traceback (what Flower
+        shows on the task's page) after this hook ran; for a retry that is part of normal
+        operation the stack of Celery's tracer says nothing, so the line replaces it.
+        """
+        if isinstance(exc, ExpectedRetry):
+            einfo.traceback = repr(exc)
 
     def _require_destination(self, to: str) -> None:
         """Refuse, at the caller, an event no handler of the deployment would ever consume.
@@ -99,8 +119,23 @@ def execute_event(self: EventTask, event: Any) -> str:
     try:
         outcome = self.runtime.handle(event, attempt=self.request.retries, task_id=self.request.id)
     except RetryLater as later:
-        raise self.retry(countdown=later.countdown, exc=None) from None
+        expected = ExpectedRetry(later.reason)
+        self.retry(countdown=later.countdown, exc=expected, throw=False)
+        raise _ExpectedRetrySignal(repr(expected), expected, later.countdown) from None
     return outcome.status
+
+
+class _ExpectedRetrySignal(Retry):  # type: ignore[misc]
+    """Celery's retry signal for an expected retry, reading as its one line.
+
+    Celery logs ``str()`` of the signal (``Task <name>[<id>] retry: <line>``) and, in a solo
+    worker, Flower's ``exception`` is its ``repr()`` (a prefork worker reports the wrapped
+    :class:`~orchestrator.errors.ExpectedRetry`, whose repr is the same line); the stock
+    ``Retry`` repr would nest itself (``Retry(Retry(...), ..., 0.26)``).
+    """
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _consumed_queues(app: Any) -> set[str] | None:
@@ -110,15 +145,7 @@ def _consumed_queues(app: Any) -> set[str] | None:
 
 
 def _describe(value: Any) -> str:
-    fields = {name: _field(value, name) for name in ("type", "id", "to", "subject")}
+    fields = {name: event_field(value, name) for name in ("type", "id", "to", "subject")}
     if not any(fields.values()):
         return "(not an event)"
     return "event(" + ", ".join(f"{name}={fields[name]!r}" for name in fields) + ")"
-
-
-def _field(value: Any, name: str) -> Any:
-    if isinstance(value, ArvoEvent):
-        return getattr(value, name)
-    if isinstance(value, Mapping):
-        return value.get(name)
-    return None

@@ -50,19 +50,25 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
     return last
 
 
+#: A ``tasks.execute`` task as Celery's worker log names it: ``Task <name>[<id>]``, the name being
+#: the event's display name (``<type> · <workflow>``, tasks/worker/naming.py) or, for a message
+#: that is not an event, ``tasks.execute`` itself. Never the diagnostic ``tasks.ping``.
+EXECUTE_LOG = r"Task (?!tasks\.ping\[)[^\n]+?\[[^\]\n]+\]"
+
+
 def succeeded(worker: WorkerProcess, status: str) -> int:
     """How many ``tasks.execute`` runs this worker logged as returning ``status``.
 
-    Celery logs ``Task tasks.execute[<id>] succeeded in <t>s: '<status>'`` at INFO, and the task
+    Celery logs ``Task <name>[<id>] succeeded in <t>s: '<status>'`` at INFO, and the task
     returns the runtime's outcome (``applied``, ``handled``, ``duplicate``, ``dead-letter``...).
     """
-    pattern = re.compile(rf"Task tasks\.execute\[[^\]]+\] succeeded in [0-9.e-]+s: '{re.escape(status)}'")
+    pattern = re.compile(rf"{EXECUTE_LOG} succeeded in [0-9.e-]+s: '{re.escape(status)}'")
     return len(pattern.findall(worker.log_text()))
 
 
 def retries(worker: WorkerProcess) -> int:
     """How many ``tasks.execute`` retries (lock busy, write conflict...) this worker logged."""
-    return len(re.findall(r"Task tasks\.execute\[[^\]]+\] retry:", worker.log_text()))
+    return len(re.findall(rf"{EXECUTE_LOG} retry:", worker.log_text()))
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:

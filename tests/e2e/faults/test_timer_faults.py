@@ -65,7 +65,7 @@ from tests.helpers.chaos import (
     transitions,
     wait_until,
 )
-from tests.helpers.e2e import record_of
+from tests.helpers.e2e import EXECUTE_LOG, record_of
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.worker import WorkerProcess
 
@@ -339,7 +339,7 @@ def test_a_timer_due_after_twice_the_visibility_timeout_fires_once(
         f"timers-due-after-{due_s:g}s-with-{visibility_s:g}s-visibility-timeout",
     )
     # Each event (inits and timer events) was received and applied once: no redelivery.
-    received = log_count(workers, r"Task tasks\.execute\[[^\]]+\] received")
+    received = log_count(workers, rf"{EXECUTE_LOG} received")
     outcomes = {o: log_count(workers, rf"succeeded in [0-9.e-]+s: '{o}'") for o in ("applied", "duplicate", "ignored")}
     print(f"  waited {waited:.1f}s; {received} task receipts for {steps} transitions; {outcomes}")
     assert waited > 2 * visibility_s + TICK_S
