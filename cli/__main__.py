@@ -24,7 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     cancel = commands.add_parser("cancel", help="cancel a running workflow (Celery runtime, ORCH_* settings)")
     cancel.add_argument("subject", help="the workflow's subject")
     cancel.add_argument("--reason", required=True, help="why (sent to whoever awaits the workflow)")
+    from cli.dashboard.command import add_arguments as add_ui_arguments
+
+    add_ui_arguments(commands.add_parser("ui", help="serve the web dashboard over the deployment's Redis"))
     args = parser.parse_args(argv)
+    if args.command == "ui":
+        from cli.dashboard.command import run as run_ui
+
+        return run_ui(args)
     if args.command == "cancel":
         return _cancel(args.subject, args.reason)
     if args.command == "demo" and args.celery:
