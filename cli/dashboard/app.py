@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ from cli.dashboard import handlers
 from cli.dashboard.auth import check_bind
 from cli.dashboard.handlers import DashboardContext
 from cli.dashboard.links import DEFAULT_FLOWER_URL, DEFAULT_JAEGER_URL
-from cli.machines import MachineCatalog
 from orchestrator.inspection import WorkflowInspector
+from orchestrator.registry import MachineRegistry
 
 HERE = Path(__file__).resolve().parent
 #: A subject or dead-letter id in a path: one segment, percent-encoded (``/`` is ``%2F``).
@@ -45,7 +45,7 @@ def make_app(
     token: str | None,
     flower_url: str = DEFAULT_FLOWER_URL,
     jaeger_url: str = DEFAULT_JAEGER_URL,
-    machines: MachineCatalog,
+    machines: Mapping[str, MachineRegistry],
 ) -> tornado.web.Application:
     """The dashboard over ``inspector``.
 
@@ -54,7 +54,8 @@ def make_app(
         token: when given, every request must carry it (see :mod:`cli.dashboard.auth`).
         flower_url: Flower's base URL, for the links to a workflow's tasks.
         jaeger_url: Jaeger UI's base URL, for the links to a step's trace.
-        machines: the deployment's machine classes, to draw a workflow's statechart.
+        machines: the deployment's machine registries by orchestrator name, to draw a workflow's
+            statechart (:func:`tasks.machines.deployment_machines`).
     """
     context = DashboardContext(inspector, machines, token, flower_url, jaeger_url)
     args = {"context": context}
@@ -105,7 +106,7 @@ def serve(
     token: str | None,
     flower_url: str = DEFAULT_FLOWER_URL,
     jaeger_url: str = DEFAULT_JAEGER_URL,
-    machines: MachineCatalog,
+    machines: Mapping[str, MachineRegistry],
     ready: Callable[[int], None] = lambda port: None,
 ) -> None:
     """Serve the dashboard on ``host:port`` until SIGINT or SIGTERM.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +23,6 @@ import tornado.web
 
 from cli.dashboard import auth, views
 from cli.dashboard.links import flower_tasks_url, jaeger_trace_url
-from cli.machines import MachineCatalog
 from orchestrator.errors import (
     DeadLetterNotFound,
     DecodeError,
@@ -35,6 +34,7 @@ from orchestrator.errors import (
     WorkflowNotFound,
 )
 from orchestrator.inspection import STATUSES, WorkflowFilter, WorkflowInspector
+from orchestrator.registry import MachineRegistry
 
 #: HTTP status of each error the inspector raises on purpose (the most specific class first).
 ERROR_STATUS: tuple[tuple[type[OrchestratorError], int], ...] = (
@@ -62,7 +62,7 @@ class DashboardContext:
     """What every handler needs: the inspector, the machines, the token and the other tools' URLs."""
 
     inspector: WorkflowInspector
-    machines: MachineCatalog
+    machines: Mapping[str, MachineRegistry]
     token: str | None
     flower_url: str
     jaeger_url: str
@@ -221,7 +221,7 @@ class WorkflowListHandler(BaseHandler):
         return model
 
     def get(self) -> None:
-        self.respond("workflows.html", self.model(), statuses=STATUSES, orchestrators=self.context.machines.names())
+        self.respond("workflows.html", self.model(), statuses=STATUSES, orchestrators=sorted(self.context.machines))
 
 
 class WorkflowHandler(BaseHandler):
@@ -233,7 +233,9 @@ class WorkflowHandler(BaseHandler):
             description = inspector.describe(subject)
             history = inspector.history(subject, limit=views.HISTORY_LIMIT)
         summary = description.summary
-        machine = self.context.machines.resolve(summary.orchestrator, summary.version, description.machine_class)
+        machine = views.machine_of(
+            self.context.machines, summary.orchestrator, summary.version, description.machine_class
+        )
         diagram = views.diagram(machine, description.configuration) if machine is not None else None
         return views.workflow_model(
             description,

@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote, urlencode
 
 from orchestrator.diagram import mermaid
-from orchestrator.errors import InvalidFilter
+from orchestrator.errors import ConfigViolation, InvalidFilter
 from orchestrator.inspection import (
     MAX_PAGE,
     STATUSES,
@@ -29,6 +29,8 @@ from orchestrator.inspection import (
     WorkflowSummary,
 )
 from orchestrator.machine import ArvoMachine
+from orchestrator.registry import MachineRegistry
+from tasks.machines import find_machine
 
 #: Rows a listing shows when the query does not say.
 DEFAULT_LIMIT = 50
@@ -162,6 +164,25 @@ def listing_model(
 
 def _configuration(states: Sequence[str] | None) -> str:
     return ", ".join(states) if states else ""
+
+
+def machine_of(
+    registries: Mapping[str, MachineRegistry], orchestrator: str, version: str, class_name: str | None
+) -> type[ArvoMachine] | None:
+    """The machine class a workflow runs, or None when the deployment no longer has it.
+
+    The orchestrator and version resolve as the orchestrator resolves them; the description's
+    ``machine_class`` (bare or dotted) is the fallback when that version is gone but the class
+    is still listed.
+    """
+    try:
+        return find_machine(registries, orchestrator, version)
+    except ConfigViolation:
+        registry = registries.get(orchestrator)
+    for machine in registry.machines if registry is not None and class_name else ():
+        if class_name in (machine.__name__, f"{machine.__module__}.{machine.__qualname__}"):
+            return machine
+    return None
 
 
 def diagram(machine: type[ArvoMachine], configuration: Sequence[str]) -> str:

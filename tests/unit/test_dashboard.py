@@ -28,7 +28,6 @@ from cli.dashboard import make_app, views
 from cli.dashboard.auth import bearer, check_bind, is_loopback
 from cli.dashboard.links import check_base_url, jaeger_trace_url
 from cli.demo import APPROVAL_SCHEMA, init_event
-from cli.machines import MachineCatalog
 from examples.fanout import number_double
 from orchestrator.broker import LocalBroker
 from orchestrator.errors import InvalidFilter
@@ -36,6 +35,7 @@ from orchestrator.event import create_arvo_event
 from orchestrator.inspection import MAX_PAGE, STATUSES, HistoryEntry, WorkflowFilter
 from orchestrator.local_inspector import LocalInspector
 from orchestrator.memory.in_memory import InMemoryMachineMemory
+from orchestrator.registry import MachineRegistry
 from tasks.worker.naming import flower_task_filter_url
 from tests.helpers.dashboard_deployment import FAILING_VALUE, build
 
@@ -52,7 +52,7 @@ class Deployment:
 
     broker: LocalBroker
     inspector: LocalInspector
-    machines: MachineCatalog
+    machines: dict[str, MachineRegistry]
     subjects: dict[str, str] = field(default_factory=dict)
 
 
@@ -60,7 +60,8 @@ def deployment() -> Deployment:
     memory = InMemoryMachineMemory()
     handlers = build(memory)
     broker = LocalBroker(handlers)
-    found = Deployment(broker, LocalInspector(broker), MachineCatalog.of(handlers))
+    machines = {orchestrator.source: orchestrator.registry for orchestrator in broker.orchestrators}
+    found = Deployment(broker, LocalInspector(broker), machines)
     starts = {
         "running": init_event("arvo.orc.inc", INC_SCHEMA, {"key": "k", "modifier": 2}),
         "waiting": init_event("arvo.orc.approval", APPROVAL_SCHEMA, {"document": SCRIPT, "deadline_s": 3600}),
@@ -364,14 +365,14 @@ def test_the_bearer_header_is_read_strictly() -> None:
 def test_ui_refuses_a_public_address_without_a_token(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORCH_DASHBOARD_TOKEN", raising=False)
     assert cli_main(["ui", "--host", "0.0.0.0"]) == 1
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1
-    assert error.startswith("ui: --host 0.0.0.0 is not a loopback address")
+    assert capsys.readouterr().err == (
+        "Error: --host 0.0.0.0 is not a loopback address: give --token (or ORCH_DASHBOARD_TOKEN) to listen there\n"
+    )
 
 
 def test_ui_refuses_a_tool_address_that_is_no_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["ui", "--jaeger-url", "jaeger:16686"]) == 1
-    assert capsys.readouterr().err == "ui: --jaeger-url must be an absolute http:// or https:// URL with a host, got 'jaeger:16686'\n"
+    assert capsys.readouterr().err == "Error: --jaeger-url must be an absolute http:// or https:// URL with a host, got 'jaeger:16686'\n"
     assert check_base_url("--flower-url", "https://ops.example/flower") == "https://ops.example/flower"
 
 
