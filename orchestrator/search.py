@@ -3,7 +3,8 @@
 A listing is newest update first; rows with the same update time come in descending subject
 order (what Redis's ``ZREVRANGEBYSCORE`` gives for equal scores), so every store pages the same
 way. A cursor is ``"<updated ms>:<offset>"``: where the previous page stopped, and how many rows
-with exactly that update time it had already passed. Callers treat it as opaque.
+with exactly that update time it had already passed (a store may append ``":<tag>"`` of its own,
+e.g. which index it scans). Callers treat it as opaque.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ def encode_cursor(updated_ms: int, offset: int) -> str:
     return f"{updated_ms}:{offset}"
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
-    """``(updated ms, offset)`` of a cursor; raises ``InvalidFilter`` naming ``cursor``."""
-    score, sep, offset = cursor.partition(":") if isinstance(cursor, str) else ("", "", "")
-    if not (sep and score.isdigit() and offset.isdigit()):
+def decode_cursor(cursor: str) -> tuple[int, int, str]:
+    """``(updated ms, offset, store tag)`` of a cursor; raises ``InvalidFilter`` naming ``cursor``."""
+    parts = cursor.split(":") if isinstance(cursor, str) else []
+    if not (len(parts) in (2, 3) and parts[0].isdigit() and parts[1].isdigit()):
         raise InvalidFilter("cursor", f"must be a cursor returned by a previous page, got {cursor!r}")
-    return int(score), int(offset)
+    return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else ""
 
 
 def newest_first(rows: Iterable[WorkflowSummary]) -> list[WorkflowSummary]:
@@ -58,7 +59,7 @@ def page(rows: list[WorkflowSummary], limit: int, cursor: str | None) -> Page:
     check_limit(limit)
     start = 0
     if cursor is not None:
-        score, offset = decode_cursor(cursor)
+        score, offset, _ = decode_cursor(cursor)
         while start < len(rows) and rows[start].updated_ms > score:
             start += 1
         seen = 0

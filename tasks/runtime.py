@@ -46,6 +46,7 @@ from orchestrator.orchestrator import ArvoOrchestrator
 from orchestrator.telemetry import context_from_headers
 from tasks.retry_reason import retry_reason
 from tasks.store.connections import redis_client
+from tasks.store.index import RedisIndex
 from tasks.store.memory import RedisMachineMemory
 from tasks.store.streams import DeadLetterStore, ExternalOutbox
 
@@ -133,6 +134,8 @@ class Runtime:
         }
         self.dead_letters = DeadLetterStore(self.redis, settings.stream_maxlen)
         self.outbox = ExternalOutbox(self.redis, settings.stream_maxlen)
+        #: The search index, swept of expired workflows by the timer poller.
+        self.index = RedisIndex(self.redis)
 
     # -- routing and publishing -------------------------------------------------------------------
 

@@ -12,6 +12,21 @@ Key schema (``<s>`` is the orchestration subject, used verbatim)::
     orch:{<s>}:outbox            hash   event id -> msgpack list of the events that step produced,
                                         present until they are published (``settle``)
     orch:{<s>}:timers            hash   timer id -> msgpack of the timer's event, while pending
+    orch:{<s>}:history           list   msgpack history entries of the workflow, oldest first,
+                                        capped (LTRIM to ``history_limit``), expiring with the record
+    orch:{<s>}:summary           hash   the workflow's search index row: orchestrator, version,
+                                        status, started, updated (epoch ms), parent ("" for none),
+                                        and once finished ``expires`` (epoch ms the record expires)
+    orch:index:all               zset   subjects of every workflow, scored by updated ms
+    orch:index:status:<status>   zset   subjects by updated ms, one set per status: a workflow is
+                                        in exactly one (the write script moves it)
+    orch:index:orch:<name>       zset   subjects of one orchestrator by updated ms
+    orch:index:orch:<name>:<ver> zset   subjects of one orchestrator version by updated ms
+    orch:index:parent:<p>        zset   subjects of the children of workflow <p> by updated ms
+    orch:index:expiring          zset   subjects of finished workflows scored by when their record
+                                        expires (epoch ms): the work list of sweep_index.lua
+    orch:replays:<event id>      string replays of a dead-lettered event being replayed (1 day),
+                                        stamped on its new dead letter if it fails again
     orch:timers                  zset   "<s>|<timer id>" scored by due time (epoch ms): the
                                         timers of every workflow, claimed by the workers
     orch:timers:claimed          zset   "<s>|<timer id>" scored by claim time (epoch ms): claimed
@@ -28,6 +43,16 @@ Why the ``{<s>}`` hash tag: the write script touches the record, consumed set, o
 lock key of one subject in one call, and Redis Cluster only allows that when all keys hash to the
 same slot. A subject is base64 text, which never contains braces, so the tag is exactly the
 subject. On a single Redis the braces are just characters.
+
+The search index. Per-workflow keys (history, summary) carry the ``{<s>}`` tag like the record,
+so on a Redis Cluster they live in the workflow's slot. The cross-workflow index is a few sorted
+sets, all scored by the last update, so a listing is a ``ZREVRANGEBYSCORE`` of the most selective
+one with the other filters checked on the summary hashes. Redis does not expire set members: a
+finished workflow's members are removed by ``sweep_index.lua`` once its record expired (its
+summary outlives the record by :data:`INDEX_GRACE_S` for that purpose), and a listing that meets
+a member whose summary is gone or past ``expires`` skips it and removes it. The write script
+touches the cross-workflow sets in the same call as the record, as it already does the timer
+index: on a Cluster these few keys would need a slot of their own and a second call.
 
 python-redis-lock prepends ``lock:`` (and ``lock-signal:``) to the name it is given, so
 :func:`lock_name` is what the lock is constructed with and :func:`lock_key` is the key the write
@@ -98,6 +123,62 @@ TIMER_MEMBER_SEPARATOR = "|"
 def timer_member(subject: str, timer_id: str) -> str:
     """The member naming one workflow's timer in :data:`TIMER_INDEX` and :data:`TIMER_CLAIMS`."""
     return f"{subject}{TIMER_MEMBER_SEPARATOR}{timer_id}"
+
+
+def history(subject: str) -> str:
+    """List of the workflow's history entries (msgpack), oldest first."""
+    return f"{_subject_tag(subject)}:history"
+
+
+def summary(subject: str) -> str:
+    """Hash of the workflow's search index row."""
+    return f"{_subject_tag(subject)}:summary"
+
+
+#: The text before and after the subject in :func:`summary` (sweep_index.lua builds the name).
+SUMMARY_KEY_PARTS = (f"{PREFIX}:{{", "}:summary")
+
+#: Prefix of the cross-workflow index sorted sets.
+INDEX_PREFIX = f"{PREFIX}:index:"
+
+#: Every workflow by updated ms.
+INDEX_ALL = f"{INDEX_PREFIX}all"
+
+#: Finished workflows by when their record expires (epoch ms).
+INDEX_EXPIRING = f"{INDEX_PREFIX}expiring"
+
+#: Prefix of the per-status sets (the status is appended; the write script builds the old one).
+INDEX_STATUS_PREFIX = f"{INDEX_PREFIX}status:"
+
+#: Prefix of the per-orchestrator sets.
+INDEX_ORCHESTRATOR_PREFIX = f"{INDEX_PREFIX}orch:"
+
+#: Prefix of the per-parent sets.
+INDEX_PARENT_PREFIX = f"{INDEX_PREFIX}parent:"
+
+#: Seconds a finished workflow's summary outlives its record, so the sweep still knows which
+#: index sets hold it.
+INDEX_GRACE_S = 86400
+
+
+def index_status(status: str) -> str:
+    """Sorted set of the workflows with ``status``."""
+    return INDEX_STATUS_PREFIX + status
+
+
+def index_orchestrator(name: str, version: str | None = None) -> str:
+    """Sorted set of the workflows of orchestrator ``name`` (of one ``version`` when given)."""
+    return f"{INDEX_ORCHESTRATOR_PREFIX}{name}" + (f":{version}" if version is not None else "")
+
+
+def index_parent(parent_subject: str) -> str:
+    """Sorted set of the child workflows of ``parent_subject``."""
+    return INDEX_PARENT_PREFIX + parent_subject
+
+
+def replays(event_id: str) -> str:
+    """How many times the dead-lettered event ``event_id`` has been replayed (short-lived)."""
+    return f"{PREFIX}:replays:{event_id}"
 
 
 def lock_name(subject: str) -> str:

@@ -8,9 +8,11 @@ python-redis-lock key. Costs per call, in network round trips:
   :mod:`tasks.store.lease`);
 * ``read``: 1 (a non-transactional pipeline: HMGET record, SISMEMBER consumed, HGET outbox);
 * ``lock_and_read``: 1 (the ``SET NX EX`` and the read's commands in one pipeline);
-* ``write``: 1 (``EVALSHA`` of ``write_record.lua``: lock check, version check, writes, TTLs);
+* ``write``: 1 (``EVALSHA`` of ``write_record.lua``: lock check, version check, writes, TTLs,
+  the step's history entry and the workflow's search index row);
 * ``unlock``: 1 (``release_lock.lua``: python-redis-lock's release, plus settling the step's
-  outbox when the events were published under the lock); ``settle`` alone: 1 (HDEL).
+  outbox when the events were published under the lock, plus the history entry of a step that
+  wrote no state); ``settle`` alone: 1 (HDEL).
 
 So a whole orchestrator step (lock_and_read, write, unlock) costs 3 round trips besides the broker's.
 
@@ -37,7 +39,7 @@ import msgpack
 import redis
 
 from orchestrator.errors import TransactionCause, TransactionViolation
-from orchestrator.history import IndexFields
+from orchestrator.history import DEFAULT_HISTORY_LIMIT, IndexFields
 from orchestrator.inspection import HistoryEntry
 from orchestrator.memory.base import DueTimer, Lease, ReadResult, require_record, require_subject
 from orchestrator.timers import TimerChanges
@@ -58,17 +60,28 @@ class RedisMachineMemory:
         client: a ``redis.Redis`` with ``decode_responses=False`` (records are binary msgpack).
         lock_expire_s: lifetime of a lock in whole seconds; a crashed holder frees it then.
         auto_renewal: extend held locks from a thread so long steps keep their lease.
+        timer_reclaim_s: a claimed timer not released within this many seconds fires again.
+        history_limit: history entries kept per workflow (the oldest are trimmed).
     """
 
     def __init__(
-        self, client: redis.Redis, *, lock_expire_s: int, auto_renewal: bool, timer_reclaim_s: float = 60.0
+        self,
+        client: redis.Redis,
+        *,
+        lock_expire_s: int,
+        auto_renewal: bool,
+        timer_reclaim_s: float = 60.0,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisMachineMemory needs a client with decode_responses=False")
         if lock_expire_s < 1:
             raise ValueError("lock_expire_s must be at least 1 second")
+        if history_limit < 1:
+            raise ValueError("history_limit must be at least 1")
         self._client = client
         self._lock_expire_s = int(lock_expire_s)
+        self.history_limit = int(history_limit)
         register_lock_scripts(client)
         self._write_script = client.register_script(scripts.load("write_record"))
         self._release_script = client.register_script(scripts.load("release_lock"))
@@ -85,6 +98,7 @@ class RedisMachineMemory:
             lock_expire_s=settings.lock_expire_s,
             auto_renewal=settings.lock_auto_renewal,
             timer_reclaim_s=settings.timer_reclaim_s,
+            history_limit=settings.history_limit,
         )
 
     def lock(self, subject: str) -> Lease | None:
@@ -140,7 +154,7 @@ class RedisMachineMemory:
         return Lease(subject, lock.id)
 
     def unlock(self, lease: Lease, settle: str | None = None, history: HistoryEntry | None = None) -> bool:
-        """Release ``lease`` (and settle ``settle``'s outbox) in one round trip; never raises.
+        """Release ``lease`` (settle ``settle``'s outbox, append ``history``) in one round trip; never raises.
 
         A lease taken by another instance (another process) is released by its token, the
         same atomic check-and-delete. The renewal thread is always stopped.
@@ -149,9 +163,18 @@ class RedisMachineMemory:
             self._keeper.discard(lease.token)
         if not lease.subject:
             return False
-        script_keys = [keys.lock_key(lease.subject), keys.lock_signal(lease.subject), keys.outbox(lease.subject)]
+        subject = lease.subject
+        script_keys = [
+            keys.lock_key(subject),
+            keys.lock_signal(subject),
+            keys.outbox(subject),
+            keys.history(subject),
+            keys.record(subject),
+        ]
+        entry = pack(history.to_dict()) if history is not None else b""
+        args: list[bytes | str | int] = [lease.token, SIGNAL_EXPIRE_MS, settle or "", entry, self.history_limit]
         try:
-            code = self._release_script(keys=script_keys, args=[lease.token, SIGNAL_EXPIRE_MS, settle or ""])
+            code = self._release_script(keys=script_keys, args=args)
         except Exception:  # unlock must never raise; the lease expires on its own anyway
             logger.warning("Could not release the lock of subject=%s", lease.subject, exc_info=True)
             return False
@@ -208,6 +231,8 @@ class RedisMachineMemory:
     ) -> int:
         """Compare-and-set the record, fenced by ``lease``, with consumed id, outbox, timers, expiry.
 
+        The history entry and the index row go in the same script (see write_record.lua).
+
         Raises:
             TransactionViolation: ``WRITE_CONFLICT`` when the lease lost the lock or the
                 version moved; ``WRITE_FAILURE`` when Redis cannot be reached.
@@ -226,6 +251,9 @@ class RedisMachineMemory:
             int(expire_after_s) if expire_after_s is not None else "",
             _pack_timers(timers) if timers else b"",
             keys.timer_member(subject, ""),
+            pack(history.to_dict()) if history is not None else b"",
+            self.history_limit,
+            *_index_args(subject, index),
         ]
         script_keys = [
             keys.record(subject),
@@ -234,7 +262,16 @@ class RedisMachineMemory:
             keys.lock_key(subject),
             keys.timers(subject),
             keys.TIMER_INDEX,
+            keys.history(subject),
+            keys.summary(subject),
+            keys.INDEX_ALL,
+            keys.index_status(index.status if index is not None else "running"),
+            keys.index_orchestrator(index.orchestrator if index is not None else "-"),
+            keys.index_orchestrator(index.orchestrator, index.version) if index is not None else keys.INDEX_ALL,
+            keys.INDEX_EXPIRING,
         ]
+        if index is not None and index.parent_subject:
+            script_keys.append(keys.index_parent(index.parent_subject))
         try:
             code, value = self._write_script(keys=script_keys, args=args)
         except redis.RedisError as exc:
@@ -288,6 +325,24 @@ class RedisMachineMemory:
             raise TransactionViolation(
                 TransactionCause.WRITE_FAILURE, f"Cannot settle outbox of subject={subject}: {exc}"
             ) from exc
+
+
+def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
+    """ARGV[11..20] of write_record.lua: the index row, or "" for no index change."""
+    if index is None:
+        return ["", "", "", "", 0, 0, "", keys.INDEX_STATUS_PREFIX, subject, keys.INDEX_GRACE_S]
+    return [
+        "1",
+        index.status,
+        index.orchestrator,
+        index.version,
+        index.started_ms,
+        index.updated_ms,
+        index.parent_subject or "",
+        keys.INDEX_STATUS_PREFIX,
+        subject,
+        keys.INDEX_GRACE_S,
+    ]
 
 
 def _pack_timers(changes: TimerChanges) -> bytes:

@@ -36,10 +36,15 @@ class DeadLetter:
     payload: Any
     at: float
     task_id: str | None
+    replays: int = 0
+
+
+#: Seconds a replay's count waits for the replayed event to fail again (then it is forgotten).
+REPLAY_MARK_S = 86400
 
 
 class DeadLetterStore:
-    """Append-only store of messages that cannot be processed, with why."""
+    """Store of messages that cannot be processed, with why; read, replayed and purged by operators."""
 
     def __init__(self, client: redis.Redis, maxlen: int, stream: str = keys.DEAD_LETTER_STREAM) -> None:
         self._client = client
@@ -47,7 +52,10 @@ class DeadLetterStore:
         self._maxlen = maxlen
 
     def add(self, *, reason: str, error: str, payload: Any, task_id: str | None = None) -> str:
-        """Store ``payload`` (an event JSON, or the raw message) with the reason and error text."""
+        """Store ``payload`` (an event JSON, or the raw message) with the reason and error text.
+
+        An event that failed again after a replay (:meth:`mark_replay`) carries its replay count.
+        """
         fields: dict[Any, Any] = {
             "reason": reason,
             "error": error[:4000],
@@ -55,13 +63,48 @@ class DeadLetterStore:
             "at": repr(time.time()),
             "task_id": task_id or "",
         }
+        event_id = payload.get("id") if isinstance(payload, dict) else None
+        if isinstance(event_id, str) and event_id:
+            replays = self._client.getdel(keys.replays(event_id))
+            if replays is not None:
+                fields["replays"] = replays
         entry_id = self._client.xadd(self.stream, fields, maxlen=self._maxlen, approximate=True)
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return _text(entry_id)
 
     def read(self, count: int = 1000) -> list[DeadLetter]:
         """The oldest ``count`` dead letters."""
         entries: list[tuple[Any, Mapping[Any, Any]]] = self._client.xrange(self.stream, count=count) or []  # type: ignore[assignment]
         return [_dead_letter(entry_id, fields) for entry_id, fields in entries]
+
+    def get(self, entry_id: str) -> DeadLetter | None:
+        """The dead letter ``entry_id``, None when it is not (or no longer) stored."""
+        if not _is_stream_id(entry_id):
+            return None
+        entries: list[tuple[Any, Mapping[Any, Any]]] = self._client.xrange(self.stream, entry_id, entry_id) or []  # type: ignore[assignment]
+        return _dead_letter(*entries[0]) if entries else None
+
+    def mark_replay(self, event_id: str, replays: int) -> None:
+        """Remember that ``event_id`` is replayed for the ``replays``-th time (for its next failure)."""
+        self._client.set(keys.replays(event_id), replays, ex=REPLAY_MARK_S)
+
+    def delete(self, entry_ids: list[str]) -> int:
+        """Remove the given entries; how many were there."""
+        valid = [entry_id for entry_id in entry_ids if _is_stream_id(entry_id)]
+        return int(self._client.xdel(self.stream, *valid)) if valid else 0
+
+    def purge(self) -> int:
+        """Remove every entry; how many there were."""
+        pipe = self._client.pipeline(transaction=True)
+        pipe.xlen(self.stream)
+        pipe.delete(self.stream)
+        count, _ = pipe.execute()
+        return int(count)
+
+
+def _is_stream_id(entry_id: str) -> bool:
+    """``<ms>-<seq>``: anything else would be a Redis syntax error, not a missing entry."""
+    ms, sep, seq = entry_id.partition("-") if isinstance(entry_id, str) else ("", "", "")
+    return bool(sep) and ms.isdigit() and seq.isdigit()
 
 
 def _text(value: Any) -> str:
@@ -77,6 +120,7 @@ def _dead_letter(entry_id: Any, fields: Mapping[Any, Any]) -> DeadLetter:
         payload=unpack(decoded["payload"]) if "payload" in decoded else None,
         at=float(_text(decoded.get("at", "0"))),
         task_id=_text(decoded.get("task_id", "")) or None,
+        replays=int(_text(decoded.get("replays", "0")) or 0),
     )
 
 

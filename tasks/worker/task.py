@@ -49,13 +49,28 @@ class EventTask(Task):  # type: ignore[misc]
     _runtime: Runtime | None = None
     _runtime_pid = 0
     _runtime_mutex = threading.Lock()
+    _mutex_pid = 0
+
+    @classmethod
+    def _mutex(cls) -> threading.Lock:
+        """The runtime's lock in this process: a new one after a fork.
+
+        A forked pool child inherits the parent's lock in whatever state it was: held, if the
+        parent's timer poller thread was building its runtime at that moment, and then the
+        child's first task waited forever for it.
+        """
+        pid = os.getpid()
+        if cls._mutex_pid != pid:
+            cls._runtime_mutex = threading.Lock()
+            cls._mutex_pid = pid
+        return cls._runtime_mutex
 
     @property
     def runtime(self) -> Runtime:
         """This process's runtime for this app, built on first use (again after a fork)."""
         runtime, pid = self._runtime, os.getpid()
         if runtime is None or self._runtime_pid != pid:
-            with self._runtime_mutex:
+            with self._mutex():
                 if self._runtime is None or self._runtime_pid != pid:
                     self._runtime = Runtime(self, self.settings(), _consumed_queues(self.app))
                     self._runtime_pid = pid

@@ -7,6 +7,9 @@ their events like any other event, and releases the claims. No worker is special
 deployment runs no extra process; with several workers, each timer still fires once (and a
 second firing would be a no-op: the event id is fixed).
 
+The same thread sweeps the search index of expired workflows every :data:`SWEEP_INTERVAL_S`
+(:meth:`tasks.store.index.RedisIndex.sweep`: capped, and a no-op when nothing expired).
+
 Not Celery's ``countdown``/``eta``: with a Redis broker those wait in the worker's memory and
 are redelivered after the visibility timeout, so a timer due in three days would come back
 every ``visibility_timeout_s`` and could not be cancelled.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import bootsteps
@@ -23,6 +27,9 @@ from celery import bootsteps
 from tasks.worker.task import EXECUTE_TASK
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between two sweeps of the search index by one worker.
+SWEEP_INTERVAL_S = 60.0
 
 
 class TimerPoller(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -39,6 +46,10 @@ class TimerPoller(bootsteps.StartStopStep):  # type: ignore[misc]
         settings = task.settings()
         if not settings.timer_poller:
             return
+        # Built here, in the main thread, not first in the poller thread: the pool forks its
+        # children around now, and a fork while the thread held an import lock (loading the
+        # handlers module) or the runtime's lock left the child's first task waiting forever.
+        task.runtime  # noqa: B018
         self._stop.clear()
         self._thread = threading.Thread(
             target=self._poll, args=(task, settings.timer_resolution_s), name="orch-timers", daemon=True
@@ -52,9 +63,13 @@ class TimerPoller(bootsteps.StartStopStep):  # type: ignore[misc]
             self._thread.join(timeout=5)
 
     def _poll(self, task: Any, resolution_s: float) -> None:
+        next_sweep = time.monotonic()
         while not self._stop.wait(resolution_s):
             try:
                 while task.runtime.fire_due_timers() and not self._stop.is_set():
                     pass  # a full batch may mean more are due: look again at once
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+                    task.runtime.index.sweep()
             except Exception:  # Redis or the broker down: the timers wait, and fire on recovery
                 logger.warning("could not fire due timers; retrying", exc_info=True)

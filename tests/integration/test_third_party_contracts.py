@@ -138,8 +138,15 @@ def test_release_lock_lua_releases_as_the_library_does(redis_client: redis.Redis
     ours = LeaseLock(redis_client, keys.lock_name("b3Vycw=="), expire=30)
     assert ours.acquire(blocking=False)
     release = redis_client.register_script(scripts.load("release_lock"))
-    script_keys = [keys.lock_key("b3Vycw=="), keys.lock_signal("b3Vycw=="), keys.outbox("b3Vycw==")]
-    assert release(keys=script_keys, args=[ours.id, SIGNAL_EXPIRE_MS, ""]) == 0
+    subject = "b3Vycw=="
+    script_keys = [
+        keys.lock_key(subject),
+        keys.lock_signal(subject),
+        keys.outbox(subject),
+        keys.history(subject),
+        keys.record(subject),
+    ]
+    assert release(keys=script_keys, args=[ours.id, SIGNAL_EXPIRE_MS, "", "", 1000]) == 0
 
     for subject in ("dGhlaXJz", "b3Vycw=="):
         assert redis_client.exists(keys.lock_key(subject)) == 0

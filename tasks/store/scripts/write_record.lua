@@ -2,7 +2,8 @@
 --
 -- Compare-and-set of a subject's record, fenced by its python-redis-lock lease, together with
 -- the consumed event id and the step's outbox. Registered by tasks/store/memory.py; key names
--- come from tasks/store/keys.py (all four share the {subject} hash tag).
+-- come from tasks/store/keys.py (the workflow's own keys share the {subject} hash tag; the timer
+-- and search indexes are cross-workflow sorted sets).
 --
 -- KEYS[1]  orch:{<s>}:record     hash    version (decimal), blob (msgpack record)
 -- KEYS[2]  orch:{<s>}:consumed   set     ids of events applied to the subject
@@ -10,6 +11,14 @@
 -- KEYS[4]  lock:orch:{<s>}       string  python-redis-lock key; its value is the holder's token
 -- KEYS[5]  orch:{<s>}:timers     hash    timer id -> msgpack of the event that fires it
 -- KEYS[6]  orch:timers           zset    "<s>|<timer id>" by due time (the cross-workflow index)
+-- KEYS[7]  orch:{<s>}:history    list    msgpack history entries, oldest first
+-- KEYS[8]  orch:{<s>}:summary    hash    the search index row
+-- KEYS[9]  orch:index:all        zset    every workflow by updated ms
+-- KEYS[10] orch:index:status:<status>            zset  (the new status)
+-- KEYS[11] orch:index:orch:<name>                zset
+-- KEYS[12] orch:index:orch:<name>:<version>      zset
+-- KEYS[13] orch:index:expiring   zset    finished workflows by record expiry, epoch ms
+-- KEYS[14] orch:index:parent:<parent>            zset  (only for a child workflow)
 --
 -- ARGV[1]  lease token, or "" to write without a lease (no fencing)
 -- ARGV[2]  prev_version: the version the writer read (0 when there was no record)
@@ -20,6 +29,18 @@
 --          so for a finished workflow), or "" to keep them until a later write
 -- ARGV[7]  timer changes: msgpack {cancelled ids, {{id, due ms, event msgpack}, ...}}, or ""
 -- ARGV[8]  "<s>|": the prefix of this workflow's members in the timer index
+-- ARGV[9]  the step's history entry (msgpack), or ""
+-- ARGV[10] most history entries kept (the oldest are trimmed)
+-- ARGV[11] "1" to store the index row given in ARGV[12..17], or "" (no index change)
+-- ARGV[12] status   ARGV[13] orchestrator   ARGV[14] version
+-- ARGV[15] started ms (kept from the first write)   ARGV[16] updated ms   ARGV[17] parent or ""
+-- ARGV[18] "orch:index:status:": the old status's set is built from it (moved out of)
+-- ARGV[19] the subject (the member in the index sets)
+-- ARGV[20] seconds the summary outlives the record, for sweep_index.lua
+--
+-- The history entry and the index row are written by the same call as the state they describe:
+-- an entry exists exactly when its step was written, and the index never disagrees with the
+-- record. The core decided both; this script only stores them.
 --
 -- Timers are written by the same call as the state that set them: a timer exists exactly when
 -- the step that set it was written, and costs no extra round trip.
@@ -62,6 +83,31 @@ if ARGV[7] ~= "" then
     end
 end
 
+if ARGV[9] ~= "" then
+    redis.call("RPUSH", KEYS[7], ARGV[9])
+    redis.call("LTRIM", KEYS[7], -tonumber(ARGV[10]), -1)
+end
+
+local indexed = ARGV[11] ~= ""
+if indexed then
+    local subject = ARGV[19]
+    local updated = tonumber(ARGV[16])
+    local previous = redis.call("HGET", KEYS[8], "status")
+    if previous and previous ~= ARGV[12] then
+        redis.call("ZREM", ARGV[18] .. previous, subject)
+    end
+    redis.call("HSETNX", KEYS[8], "started", ARGV[15])
+    redis.call("HSET", KEYS[8], "orchestrator", ARGV[13], "version", ARGV[14], "status", ARGV[12],
+        "updated", ARGV[16], "parent", ARGV[17])
+    redis.call("ZADD", KEYS[9], updated, subject)
+    redis.call("ZADD", KEYS[10], updated, subject)
+    redis.call("ZADD", KEYS[11], updated, subject)
+    redis.call("ZADD", KEYS[12], updated, subject)
+    if ARGV[17] ~= "" then
+        redis.call("ZADD", KEYS[14], updated, subject)
+    end
+end
+
 -- A running workflow never expires (it may wait days for a human); a finished one is kept
 -- for a retention period so late duplicates are still recognised, then forgotten.
 if ARGV[6] ~= "" then
@@ -70,11 +116,25 @@ if ARGV[6] ~= "" then
     redis.call("EXPIRE", KEYS[2], ttl)
     redis.call("EXPIRE", KEYS[3], ttl)
     redis.call("EXPIRE", KEYS[5], ttl)
+    redis.call("EXPIRE", KEYS[7], ttl)
+    if indexed then
+        local now = redis.call("TIME")
+        local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + ttl * 1000
+        redis.call("HSET", KEYS[8], "expires", expires)
+        redis.call("EXPIRE", KEYS[8], ttl + tonumber(ARGV[20]))
+        redis.call("ZADD", KEYS[13], expires, ARGV[19])
+    end
 else
     redis.call("PERSIST", KEYS[1])
     redis.call("PERSIST", KEYS[2])
     redis.call("PERSIST", KEYS[3])
     redis.call("PERSIST", KEYS[5])
+    redis.call("PERSIST", KEYS[7])
+    if indexed then
+        redis.call("HDEL", KEYS[8], "expires")
+        redis.call("PERSIST", KEYS[8])
+        redis.call("ZREM", KEYS[13], ARGV[19])
+    end
 end
 
 return {1, new_version}
