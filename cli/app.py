@@ -1,4 +1,4 @@
-"""The root of the command line (click): ``demo``, ``workflows``, ``dead-letters``, ``diagram``.
+"""The root of the command line (click): ``demo``, ``workflows``, ``dead-letters``, ``diagram``, ``ui``.
 
 The commands read the deployment the ``ORCH_*`` settings name (its Redis, its broker) through
 the :class:`~cli.operator.Operator` in click's context object; a caller that already has one
@@ -16,6 +16,7 @@ import click
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from cli.dashboard.command import ui
 from cli.dead_letters import dead_letters
 from cli.operator import Operator
 from cli.workflows import cancel, workflows
@@ -103,6 +104,7 @@ def diagram(operator: Operator, machine: str, subject: str | None, version: str 
 cli.add_command(workflows)
 cli.add_command(dead_letters)
 cli.add_command(cancel, name="cancel")  # the first name of `workflows cancel`, kept as an alias
+cli.add_command(ui)
 
 
 def main(argv: list[str] | None = None) -> int:

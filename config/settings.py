@@ -302,6 +302,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Level given to :func:`config.logging.configure_logging` by entry points."""
 
+    # -- dashboard -------------------------------------------------------------------------
+    dashboard_token: str | None = Field(default=None, min_length=1, repr=False)
+    """Token every request to the dashboard (``python -m cli ui``) must carry; its ``--token``
+    option overrides it. Without one the dashboard listens on loopback addresses only."""
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -15,15 +15,20 @@ import redis
 from celery import Celery
 
 from cli.demo import APPROVAL_SCHEMA, init_event
-from examples.approval import review
 from orchestrator.errors import WorkflowFinished, WorkflowNotFound
-from orchestrator.event import ArvoEvent, create_arvo_event
+from orchestrator.event import ArvoEvent
 from orchestrator.timers import CANCELLED_ERROR_NAME
 from tasks.client import cancel_workflow, send_event, start_workflow
 from tasks.store import keys
-from tasks.store.streams import ExternalOutbox
 from tests.e2e.conftest import StartWorkers
-from tests.helpers.e2e import SERVICE_QUEUES, record_of, succeeded, wait_until
+from tests.helpers.e2e import (
+    SERVICE_QUEUES,
+    record_of,
+    review_decision,
+    review_request,
+    succeeded,
+    wait_until,
+)
 from tests.helpers.worker import WorkerProcess, orch_env
 
 QUEUES = ("arvo.orc.approval", "arvo.orc.inc", "arvo.orc.fanout", *SERVICE_QUEUES)
@@ -37,18 +42,6 @@ def workers(start_workers: StartWorkers, module_url: str) -> list[WorkerProcess]
 
 def _approval(document: str, deadline_s: float) -> ArvoEvent:
     return init_event("arvo.orc.approval", APPROVAL_SCHEMA, {"document": document, "deadline_s": deadline_s})
-
-
-def _review_request(client: redis.Redis, subject: str) -> ArvoEvent:
-    outbox = ExternalOutbox(client, 1000)
-
-    def find() -> ArvoEvent | None:
-        for _entry, event in outbox.read_after("com.approval.review", "0-0", block_ms=100):
-            if event.subject == subject:
-                return event
-        return None
-
-    return wait_until(find, 10, f"the review request of {subject}")
 
 
 def _pending_timers(client: redis.Redis, subject: str) -> list[bytes]:
@@ -74,21 +67,10 @@ def test_an_answer_in_time_cancels_the_deadline(
 ) -> None:
     init = _approval("signed.pdf", deadline_s=60)
     handle = start_workflow(init, app=client_app)
-    request = _review_request(module_client, init.subject)
+    request = review_request(module_client, init.subject)
     assert len(_pending_timers(module_client, init.subject)) == 2  # the review deadline and a reminder
 
-    send_event(
-        create_arvo_event(
-            source="com.approval.review",
-            type="evt.approval.review.success",
-            subject=request.subject,
-            data={"approved": True, "reviewer": "ada"},
-            dataschema=review.version("1.0.0").dataschema,
-            to=request.redirectto or request.source,
-            parentid=request.id,
-        ),
-        client_app,
-    )
+    send_event(review_decision(request, approved=True, reviewer="ada"), client_app)
 
     done = handle.result(timeout=20)
     assert done.data == {"approved": True, "decided_by": "ada", "reminders": 0}
@@ -103,7 +85,7 @@ def test_cancel_ends_a_waiting_workflow_and_tells_the_initiator_why(
 ) -> None:
     init = _approval("withdrawn.pdf", deadline_s=60)
     handle = start_workflow(init, app=client_app)
-    _review_request(module_client, init.subject)
+    review_request(module_client, init.subject)
 
     handle.cancel("the customer withdrew")
     done = handle.result(timeout=20)

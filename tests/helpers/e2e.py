@@ -17,10 +17,11 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from config.settings import Settings
 from orchestrator.broker import LocalBroker
-from orchestrator.event import ArvoEvent
+from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.memory.in_memory import InMemoryMachineMemory
 from tasks.store import keys
 from tasks.store.codec import unpack
+from tasks.store.streams import ExternalOutbox
 from tests.helpers.broker import broker_url_for
 from tests.helpers.broker import queue_length as broker_queue_length
 from tests.helpers.broker import queue_lengths as broker_queue_lengths
@@ -130,6 +131,35 @@ def redis_url_of(client: redis.Redis) -> str:
 def queue_length(redis_url: str, queue: str) -> int:
     """Messages waiting in one queue of that deployment's broker."""
     return broker_queue_length(broker_url_for(redis_url), queue)
+
+
+def review_request(client: redis.Redis, subject: str, timeout: float = 10) -> ArvoEvent:
+    """The review request an approval workflow sent to the external outbox ``com.approval.review``
+    (no handler in the deployment: the tests play the reviewer)."""
+    outbox = ExternalOutbox(client, 1000)
+
+    def find() -> ArvoEvent | None:
+        for _entry, event in outbox.read_after("com.approval.review", "0-0", block_ms=100):
+            if event.subject == subject:
+                return event
+        return None
+
+    return wait_until(find, timeout, f"the review request of {subject}")
+
+
+def review_decision(request: ArvoEvent, *, approved: bool, reviewer: str) -> ArvoEvent:
+    """The reviewer's answer to ``request``, addressed back to its workflow."""
+    from examples.approval import review
+
+    return create_arvo_event(
+        source="com.approval.review",
+        type="evt.approval.review.success",
+        subject=request.subject,
+        data={"approved": approved, "reviewer": reviewer},
+        dataschema=review.version("1.0.0").dataschema,
+        to=request.redirectto or request.source,
+        parentid=request.id,
+    )
 
 
 def queue_declaration(name: str) -> Queue:

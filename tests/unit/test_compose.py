@@ -656,20 +656,40 @@ def _package_data_glob(pattern: str) -> re.Pattern[str]:
     return re.compile(out + r"\Z")
 
 
+def _carried_as_package_data(path: Path) -> bool:
+    """Whether a non-editable install copies ``path``: package-data of its package or one above."""
+    setuptools = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]
+    package_data: dict[str, list[str]] = setuptools.get("package-data", {})
+    relative = path.relative_to(ROOT)
+    for depth in range(1, len(relative.parts)):
+        package = ".".join(relative.parts[:depth])
+        inside = "/".join(relative.parts[depth:])
+        for pattern in [*package_data.get(package, []), *package_data.get("*", [])]:
+            if _package_data_glob(pattern).match(inside):
+                return True
+    return False
+
+
 def test_the_installed_packages_carry_their_lua_scripts() -> None:
     """A non-editable install copies only .py files and package-data: every Lua script the runtime
     loads must be package data of its package (or of a package above it)."""
     setuptools = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["setuptools"]
-    package_data: dict[str, list[str]] = setuptools.get("package-data", {})
     packages = {pattern.rstrip("*").rstrip(".") for pattern in setuptools["packages"]["find"]["include"]}
     scripts = [path for package in packages for path in (ROOT / package).rglob("*.lua")]
     assert scripts, "no Lua scripts found: the check has nothing to check"
     for script in scripts:
-        relative = script.relative_to(ROOT)
-        carried = False
-        for depth in range(1, len(relative.parts)):
-            package = ".".join(relative.parts[:depth])
-            inside = "/".join(relative.parts[depth:])
-            for pattern in [*package_data.get(package, []), *package_data.get("*", [])]:
-                carried = carried or bool(_package_data_glob(pattern).match(inside))
-        assert carried, f"{relative} is not package-data in pyproject.toml: the image would lack it"
+        assert _carried_as_package_data(script), (
+            f"{script.relative_to(ROOT)} is not package-data in pyproject.toml: the image would lack it"
+        )
+
+
+def test_the_installed_dashboard_carries_its_templates_and_static_files() -> None:
+    """``python -m cli ui`` reads its templates, script, stylesheet and the vendored Mermaid from
+    its package folder: all of them must be package data, or an installed dashboard has no pages."""
+    dashboard = ROOT / "cli" / "dashboard"
+    files = [path for folder in ("templates", "static") for path in (dashboard / folder).rglob("*") if path.is_file()]
+    assert any(path.name == "mermaid.min.js" for path in files), "the vendored Mermaid is missing"
+    for path in files:
+        assert _carried_as_package_data(path), (
+            f"{path.relative_to(ROOT)} is not package-data in pyproject.toml: an installed dashboard would lack it"
+        )
