@@ -197,7 +197,7 @@ class MachineExecutionEngine:
         name: str | None,
     ) -> ExecutionResult:
         """:meth:`execute` on the compiled tables (same result, same errors)."""
-        instance = self._prepare(machine, event)
+        instance = self._prepare(machine, event, rearmed=False)
         if snapshot is None:
             instance.context = instance.init_context(payload)
             run = interpreter.start(tables, instance, payload, event)
@@ -223,9 +223,13 @@ class MachineExecutionEngine:
         snapshot_out = _snapshot_of(instance, [active.value], history)
         return self._result(machine, instance, snapshot_out, run.done, entered, exited)
 
-    def _prepare(self, machine: type[ArvoMachine], event: ArvoEvent) -> ArvoMachine:
-        """A pooled instance with the step's collectors empty and the event set."""
-        instance = self._acquire(machine)
+    def _prepare(self, machine: type[ArvoMachine], event: ArvoEvent, rearmed: bool = True) -> ArvoMachine:
+        """A pooled instance with the step's collectors empty and the event set.
+
+        ``rearmed=False`` (the compiled path, which never runs the library's engine) skips
+        resetting the library's engine.
+        """
+        instance = self._acquire(machine, rearmed)
         instance._emitted = []
         instance._scheduled = []
         instance._unscheduled = []
@@ -268,7 +272,7 @@ class MachineExecutionEngine:
         listener.reset()
         return listener
 
-    def _acquire(self, machine: type[ArvoMachine]) -> ArvoMachine:
+    def _acquire(self, machine: type[ArvoMachine], rearmed: bool = True) -> ArvoMachine:
         with self._mutex:
             pool = self._pools.get(machine)
             if pool:
@@ -281,9 +285,10 @@ class MachineExecutionEngine:
             # A model that already holds a state keeps the constructor from entering the initial
             # state (and running its entry actions) before any context exists.
             instance = machine(model=_Model(initial.value))
-        # Also a machine that reached a final state in its last step (one that raised is never
-        # pooled): drops what that step left queued.
-        rearm(instance)
+        if rearmed:
+            # Also a machine that reached a final state in its last step (one that raised is never
+            # pooled): drops what that step left queued.
+            rearm(instance)
         return instance
 
     def _release(self, machine: type[ArvoMachine], instance: ArvoMachine) -> None:
