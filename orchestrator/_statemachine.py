@@ -70,6 +70,23 @@ Internals relied on, and why:
    given by name, as a callable or a property) and ``expected_value`` (``False`` for
    ``unless``). The documentation draws machines (Graphviz) but lists none of these.
    Test: ``test_machine_shape_reads_states_children_history_and_transitions``.
+8. The callback registry of an instance, read by the compiled engine
+   (:mod:`orchestrator.compiled`) to learn, once per machine class, which callables the
+   library would run for each group and in which order, see :func:`registered_callbacks`:
+
+   * ``StateChart._callbacks`` (a ``CallbacksRegistry``), indexed by a group's ``.key``
+     (``State.enter``/``exit``/``invoke``, ``Transition.validators``/``cond``/``before``/
+     ``on``/``after``, the machine class's ``prepare``), each entry a ``CallbacksExecutor``
+     whose iteration order is the call order;
+   * of each ``CallbackWrapper`` in it: ``unique_key`` (``<attribute>@<id of the object it was
+     found on>``, or ``...@None`` for a plain callable given directly), ``meta`` (its
+     ``CallbackSpec``: ``func``, ``attr_name``), ``expected_value`` (``True`` for ``cond``,
+     ``False`` for ``unless``, ``None`` for actions) and ``condition`` (the module's
+     ``allways_true``, or ``Event.is_same_event`` bound to the event a naming-convention
+     callback such as ``on_<event>`` belongs to).
+
+   Tests: ``test_registered_callbacks_list_what_the_engine_calls_in_order``,
+   ``test_registered_callbacks_name_the_event_of_a_convention_callback``.
 """
 
 from __future__ import annotations
@@ -81,6 +98,7 @@ from typing import Any, Literal
 from statemachine import Event, HistoryState, StateChart
 
 try:
+    from statemachine.callbacks import allways_true
     from statemachine.factory import StateMachineMetaclass
     from statemachine.orderedset import OrderedSet
 except ImportError as error:  # pragma: no cover - only on an incompatible upgrade
@@ -93,7 +111,9 @@ except ImportError as error:  # pragma: no cover - only on an incompatible upgra
     ) from error
 
 __all__ = [
+    "CALLBACK_GROUPS",
     "ExactEvent",
+    "RegisteredCallback",
     "StateChartMetaclass",
     "StateShape",
     "TransitionShape",
@@ -102,6 +122,7 @@ __all__ = [
     "machine_shape",
     "make_exact",
     "rearm",
+    "registered_callbacks",
     "set_configuration",
     "start",
 ]
@@ -293,3 +314,70 @@ def _guard_name(spec: Any) -> str | None:
     if spec.expected_value is False:
         return f"!{name}" if name.isidentifier() else f"!({name})"
     return name
+
+
+#: The callback groups of a state, of a transition and of a machine class (internal 8).
+CALLBACK_GROUPS = {
+    "state": ("enter", "exit", "invoke"),
+    "transition": ("validators", "cond", "before", "on", "after"),
+    "machine": ("prepare",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredCallback:
+    """One callable the library runs for a callback group of an instance (internal 8).
+
+    Attributes:
+        name: the attribute it was found under (``on_enter_x``, ``keep``), or the callable's
+            name for one given directly; a boolean expression of guards keeps its text.
+        owner: ``"machine"`` (an attribute of the instance), ``"direct"`` (a plain callable given
+            to the state or transition), or ``"other"`` (the model, a listener, an expression).
+        func: what the definition gave: a name, a callable or a property.
+        expected_value: ``True`` for a ``cond`` guard, ``False`` for ``unless``, ``None`` for an action.
+        only_on_event: the event name a naming-convention callback (``on_<event>``, ``before_<event>``,
+            ``after_<event>``) is restricted to, ``None`` when it always runs.
+        conditional: it is restricted by a condition other than those two (never seen so far).
+    """
+
+    name: str
+    owner: str
+    func: Any
+    expected_value: bool | None
+    only_on_event: str | None
+    conditional: bool
+
+
+def registered_callbacks(instance: StateChart[Any], owner: Any, group: str) -> list[RegisteredCallback]:
+    """What the library calls for ``owner``'s ``group`` on ``instance``, in call order (internal 8).
+
+    ``owner`` is a state, a transition or the machine class; ``group`` one of its
+    :data:`CALLBACK_GROUPS`. Only callbacks that resolved to something are listed (a naming
+    convention whose method does not exist is not).
+    """
+    registry = instance._callbacks
+    key = getattr(owner, group).key
+    if key not in registry:
+        return []
+    found: list[RegisteredCallback] = []
+    for wrapper in registry[key]:
+        head, _, where = wrapper.unique_key.rpartition("@")
+        if where == str(id(instance)):
+            owner_kind, name = "machine", head
+        elif where == "None":
+            owner_kind, name = "direct", wrapper.meta.attr_name
+        else:
+            owner_kind, name = "other", head
+        condition = wrapper.condition
+        only_on_event: str | None = None
+        conditional = False
+        if condition is not allways_true:
+            bound_to = getattr(condition, "__self__", None)
+            if isinstance(bound_to, Event) and getattr(condition, "__func__", None) is Event.is_same_event:
+                only_on_event = str(bound_to)
+            else:
+                conditional = True
+        found.append(
+            RegisteredCallback(name, owner_kind, wrapper.meta.func, wrapper.expected_value, only_on_event, conditional)
+        )
+    return found

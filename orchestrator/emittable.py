@@ -20,7 +20,7 @@ from orchestrator.contract import VersionedArvoContract, create_arvo_error
 from orchestrator.domain import ArvoDomain, domain_tokens, resolve_domains
 from orchestrator.engine import ExecutionResult
 from orchestrator.errors import ContractViolation, ExecutionViolation
-from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
+from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event, derived_id
 from orchestrator.history import StepLog
 from orchestrator.inspection import HistoryEntry
 from orchestrator.machine import ArvoMachine, EmittedEvent
@@ -161,7 +161,7 @@ class EmittableBuilder:
         for domain in domains:
             if contract is not None and contract.is_orchestrator and not completion:
                 subject = self._child_subject(item, contract, domain)
-            event_id = item.id or str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}"))
+            event_id = item.id or derived_id(EMIT_ID_NAMESPACE, f"{event.id}|{index}|{domain or ''}")
             fields: dict[str, Any] = {
                 "id": event_id,
                 "source": self.source,
@@ -231,7 +231,7 @@ class EmittableBuilder:
         )
         return [
             create_arvo_event(
-                id=str(uuid.uuid5(EMIT_ID_NAMESPACE, f"{event.id}|error|{domain or ''}")),
+                id=derived_id(EMIT_ID_NAMESPACE, f"{event.id}|error|{domain or ''}"),
                 source=self.source,
                 type=contract.system_error.type,
                 subject=step.parent_subject or event.subject,

@@ -22,6 +22,7 @@ know the tree.
     ├── WorkflowFinished                the workflow already ended (a cancel comes too late)
     ├── DeadlineExceeded                a service call got no reply in time (sent as its sys error)
     ├── WorkflowCancelled               a workflow was cancelled (reported as its sys error)
+    ├── NotCompilable                   a machine the compiled engine does not cover (it falls back)
     ├── ExpectedRetry                   normal operation, not a failure: try again later (one line why)
     │   └── tasks.runtime.RetryLater    try this message again later (lock busy, Redis down)
     ├── tasks.client.WorkflowTimeout    a workflow sent nothing back in time (retryable)
@@ -185,6 +186,14 @@ class ExpectedRetry(OrchestratorError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}: {self}"
+
+
+class NotCompilable(OrchestratorError):
+    """A machine class uses a feature the compiled engine does not cover.
+
+    Never reaches a caller: the engine catches it once per class and runs that machine on
+    python-statemachine's own engine. The message names the feature, for the engine's log.
+    """
 
 
 class InvalidRecord(OrchestratorError, ValueError):

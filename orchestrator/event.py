@@ -7,7 +7,9 @@ It never reads OpenTelemetry: trace context is whatever the caller passes in.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time as _time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,8 +33,10 @@ __all__ = [
     "create_arvo_event",
     "create_event_id",
     "decode_event",
+    "derived_id",
     "encode_event",
     "parse_arvo_event_id",
+    "utc_now",
 ]
 
 #: The content type Arvo stamps on its own events; with it, ``to`` is mandatory.
@@ -44,6 +48,35 @@ _EXT_FIELDS = tuple(
 )
 _FIELDS = frozenset(_CORE_FIELDS + _EXT_FIELDS)
 _MODEL_FIELDS = _FIELDS | {"extensions"}
+#: Every field, in declaration order (the order ``model_construct`` fills ``__dict__`` in).
+_ALL_FIELDS = frozenset((*_CORE_FIELDS, *_EXT_FIELDS, "extensions"))
+_set_attribute = object.__setattr__
+
+
+class _UtcClock:
+    """``datetime.now(UTC).isoformat(timespec="milliseconds")``, formatting each second once.
+
+    Every event is stamped with the time; a step stamps several in the same second. The cached
+    ``(second, prefix)`` pair is replaced as one object, so concurrent callers never mix them.
+    """
+
+    __slots__ = ("cached",)
+
+    def __init__(self) -> None:
+        self.cached: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        now = _time.time()
+        second = int(now)
+        cached_second, prefix = self.cached
+        if second != cached_second:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+            self.cached = (second, prefix)
+        return f"{prefix}{min(int((now - second) * 1000), 999):03d}+00:00"
+
+
+#: The current UTC time as an event's ``time`` (ISO 8601, milliseconds, ``+00:00``).
+utc_now = _UtcClock()
 
 class ArvoEvent(BaseModel):
     """An immutable, validated ArvoEvent.
@@ -274,7 +307,7 @@ def create_arvo_event(
         datacontenttype=datacontenttype,
         dataschema=_normalized(dataschema) if dataschema else None,
         data=data,
-        time=time if time is not None else datetime.now(UTC).isoformat(timespec="milliseconds"),
+        time=time if time is not None else utc_now(),
         to=_normalized(to) if to else _normalized(type),
         accesscontrol=accesscontrol,
         redirectto=_normalized(redirectto) if redirectto else None,
@@ -319,26 +352,47 @@ def assemble_event(
     problem = data_problem(data, "data")
     if problem is not None:
         raise ValueError(problem)
-    return ArvoEvent.model_construct(
-        id=id,
-        source=source,
-        specversion="1.0",
-        type=type,
-        subject=subject,
-        datacontenttype=ARVO_DATA_CONTENT_TYPE,
-        dataschema=dataschema,
-        data=data,
-        time=datetime.now(UTC).isoformat(timespec="milliseconds"),
-        to=to,
-        accesscontrol=accesscontrol,
-        redirectto=redirectto,
-        executionunits=executionunits,
-        traceparent=traceparent,
-        tracestate=tracestate,
-        parentid=parentid,
-        domain=None,
-        extensions={},
-    )
+    # What ``ArvoEvent.model_construct`` builds from every field (same ``__dict__`` in the same
+    # order, same fields set; tests/unit/test_event.py compares them), without its per-field loop
+    # over aliases and defaults, which cost more than the rest of the event.
+    event = object.__new__(ArvoEvent)
+    _set_attribute(event, "__dict__", {
+        "id": id,
+        "source": source,
+        "specversion": "1.0",
+        "type": type,
+        "subject": subject,
+        "datacontenttype": ARVO_DATA_CONTENT_TYPE,
+        "dataschema": dataschema,
+        "data": data,
+        "time": utc_now(),
+        "to": to,
+        "accesscontrol": accesscontrol,
+        "redirectto": redirectto,
+        "executionunits": executionunits,
+        "traceparent": traceparent,
+        "tracestate": tracestate,
+        "parentid": parentid,
+        "domain": None,
+        "extensions": {},
+    })
+    _set_attribute(event, "__pydantic_fields_set__", set(_ALL_FIELDS))
+    _set_attribute(event, "__pydantic_extra__", None)
+    _set_attribute(event, "__pydantic_private__", None)
+    return event
+
+
+def derived_id(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))``, the id of an event derived from another (spec 1.3).
+
+    The same bytes as the standard library's (tests compare them), without building a ``UUID``
+    object: handlers and orchestrators derive one per emitted event.
+    """
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def encode_event(event: ArvoEvent) -> bytes:

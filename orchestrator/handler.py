@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from orchestrator.contract import ArvoContract, VersionedArvoContract, create_arvo_error, parse_dataschema
 from orchestrator.domain import ArvoDomain, domain_tokens, resolve_domains
 from orchestrator.errors import ConfigViolation, ContractViolation, DefinitionError, ViolationError
-from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event
+from orchestrator.event import ArvoEvent, assemble_event, create_arvo_event, derived_id
 from orchestrator.telemetry import execution_span
 
 #: Namespace of the deterministic ids of handler outputs.
@@ -67,7 +67,7 @@ HandlerFunction = Callable[[HandlerInput], HandlerResult | Awaitable[HandlerResu
 
 def output_event_id(event_id: str, index: int, domain: str | None) -> str:
     """The deterministic id of output ``index`` (in ``domain``) for input ``event_id``."""
-    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{event_id}|{index}|{domain or ''}"))
+    return derived_id(OUTPUT_ID_NAMESPACE, f"{event_id}|{index}|{domain or ''}")
 
 
 class ArvoEventHandler:

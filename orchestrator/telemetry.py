@@ -12,7 +12,7 @@ which costs a function call.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +86,25 @@ class Execution:
             self.span.set_status(Status(StatusCode.ERROR, str(error)))
 
 
-@contextmanager
-def execution_span(name: str, event: ArvoEvent, kind: str) -> Iterator[Execution]:
+class _Untraced:
+    """The no-SDK stand-in as a context manager: no span, the incoming trace context handed on.
+
+    A plain class rather than a generator-based context manager: it runs twice per step.
+    """
+
+    __slots__ = ("execution",)
+
+    def __init__(self, event: ArvoEvent) -> None:
+        self.execution = Execution(None, TraceHeaders(event.traceparent, event.tracestate))
+
+    def __enter__(self) -> Execution:
+        return self.execution
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def execution_span(name: str, event: ArvoEvent, kind: str) -> AbstractContextManager[Execution]:
     """Span for one handler or orchestrator execution, child of ``event.traceparent``.
 
     Args:
@@ -96,8 +113,12 @@ def execution_span(name: str, event: ArvoEvent, kind: str) -> Iterator[Execution
         kind: ``handler`` or ``orchestrator`` (the ``arvo.handler.kind`` attribute).
     """
     if not tracing_enabled():
-        yield Execution(None, TraceHeaders(event.traceparent, event.tracestate))
-        return
+        return _Untraced(event)
+    return _traced_span(name, event, kind)
+
+
+@contextmanager
+def _traced_span(name: str, event: ArvoEvent, kind: str) -> Iterator[Execution]:
     parent = context_from_headers(event.traceparent, event.tracestate)
     tracer = trace.get_tracer(_TRACER_NAME)
     with tracer.start_as_current_span(

@@ -6,6 +6,7 @@ import json
 import math
 import pickle
 import time as time_module
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +24,14 @@ from orchestrator.event import (
     TIME_RE,
     ArvoEvent,
     EventId,
+    assemble_event,
     create_arvo_event,
     create_event_id,
     decode_event,
+    derived_id,
     encode_event,
     parse_arvo_event_id,
+    utc_now,
 )
 
 T0 = "2025-01-01T00:00:00.000+00:00"
@@ -633,3 +637,42 @@ def test_decode_event_on_mutated_json_raises_only_decode_error(value: dict[Any, 
 @given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("%20%C3%A9%2F"), max_size=30))
 def test_fast_uri_check_agrees_with_the_reference_rule(value: str) -> None:
     assert event_rules._uri_ok(value) == is_valid_uri(value)
+
+
+_ASSEMBLED = {
+    "id": "e1", "source": "com.example.a", "type": "com.example.b", "subject": "s", "data": {"x": 1},
+    "dataschema": "#/b/1.0.0",
+    "to": "com.example.b", "accesscontrol": None, "redirectto": "com.example.a", "executionunits": 0.5, "parentid": "p",
+    "traceparent": None, "tracestate": None,
+}
+
+
+def test_assemble_event_builds_what_model_construct_builds() -> None:
+    """The hot-path constructor skips ``model_construct``'s loop but leaves the same event behind."""
+    assembled = assemble_event(**_ASSEMBLED)
+    reference = ArvoEvent.model_construct(**assembled.__dict__)
+    assert list(assembled.__dict__) == list(reference.__dict__) == list(ArvoEvent.model_fields)
+    assert assembled == reference
+    assert assembled.model_fields_set == reference.model_fields_set
+    assert assembled.__pydantic_extra__ is reference.__pydantic_extra__ is None
+    assert assembled.__pydantic_private__ is reference.__pydantic_private__ is None
+    assert assembled.model_dump() == reference.model_dump()
+    assert ArvoEvent.model_validate(assembled.to_json()) == assembled
+    with pytest.raises(ValidationError):
+        assembled.id = "other"  # type: ignore[misc]  # frozen like any event
+
+
+@given(st.uuids(), st.text(max_size=60))
+def test_derived_id_is_the_standard_uuid5(namespace: uuid.UUID, name: str) -> None:
+    assert derived_id(namespace, name) == str(uuid.uuid5(namespace, name))
+
+
+def test_utc_now_is_the_iso_time_with_milliseconds_of_now() -> None:
+    for _ in range(200):
+        before = datetime.now(UTC)
+        stamped = utc_now()
+        after = datetime.now(UTC)
+        assert TIME_RE.fullmatch(stamped)
+        assert stamped.endswith("+00:00")
+        truncated = before.replace(microsecond=before.microsecond // 1000 * 1000)  # milliseconds, as isoformat
+        assert truncated <= datetime.fromisoformat(stamped) <= after

@@ -27,6 +27,7 @@ from orchestrator._statemachine import (
     machine_shape,
     make_exact,
     rearm,
+    registered_callbacks,
     set_configuration,
     start,
 )
@@ -560,3 +561,86 @@ def test_machine_shape_reads_states_children_history_and_transitions() -> None:
         assert isinstance(done, StateShape)
         assert (done.kind, done.children) == ("final", ())
         assert [transition.events for transition in both.transitions] == [("done_state_both", "done.state.both")]
+
+
+# ------------------------------------------------------------------- 8. the callback registry
+
+
+def test_registered_callbacks_list_what_the_engine_calls_in_order() -> None:
+    calls: list[str] = []
+
+    def direct() -> None:
+        calls.append("direct")
+
+    class Machine(StateChart[Any]):
+        idle = State(initial=True)
+        done = State(final=True, enter=["inline", direct])
+        go = idle.to(done, event="go", on="act", cond="named", unless="blocked")
+
+        def act(self) -> None:
+            calls.append("act")
+
+        def named(self) -> bool:
+            return True
+
+        def blocked(self) -> bool:
+            return False
+
+        def inline(self) -> None:
+            calls.append("inline")
+
+        def on_enter_state(self) -> None:
+            calls.append("on_enter_state")
+
+        def on_enter_done(self) -> None:
+            calls.append("on_enter_done")
+
+    with relied_on(
+        "StateChart._callbacks, CallbackWrapper.unique_key/meta/expected_value/condition or a group's .key",
+        "the registry listing, per group key, the wrappers in call order, each keyed "
+        "'<attribute>@<id of the instance>' (or '...@None' for a callable given directly)",
+    ):
+        instance = Machine()
+        (transition,) = Machine.idle.transitions
+        entering = registered_callbacks(instance, Machine.done, "enter")
+        assert [(c.name, c.owner) for c in entering] == [
+            ("on_enter_state", "machine"), ("inline", "machine"), ("direct", "direct"), ("on_enter_done", "machine"),
+        ]
+        guards = registered_callbacks(instance, transition, "cond")
+        assert [(c.name, c.owner, c.expected_value) for c in guards] == [
+            ("named", "machine", True), ("blocked", "machine", False),
+        ]
+        assert [c.name for c in registered_callbacks(instance, transition, "on")] == ["act"]
+        assert registered_callbacks(instance, transition, "before") == []
+        assert registered_callbacks(instance, Machine, "prepare") == []
+        assert not any(c.conditional or c.only_on_event for c in entering + guards)
+        calls.clear()
+        instance.send("go")
+        assert calls == ["act", "on_enter_state", "inline", "direct", "on_enter_done"]
+
+
+def test_registered_callbacks_name_the_event_of_a_convention_callback() -> None:
+    class Machine(StateChart[Any]):
+        idle = State(initial=True)
+        done = State(final=True)
+        go = idle.to(done, event="go", cond="yes and yes")
+
+        def yes(self) -> bool:
+            return True
+
+        def on_go(self) -> None: ...
+
+        def on_transition(self) -> None: ...
+
+    with relied_on(
+        "CallbackWrapper.condition or the unique key of a guard expression",
+        "a naming-convention callback (on_<event>) being conditioned by Event.is_same_event bound to "
+        "its event, a generic one (on_transition) by allways_true, and an expression's key not "
+        "being a single '<attribute>@<id>'",
+    ):
+        instance = Machine()
+        (transition,) = Machine.idle.transitions
+        actions = registered_callbacks(instance, transition, "on")
+        assert [(c.name, c.only_on_event) for c in actions] == [("on_transition", None), ("on_go", "go")]
+        (expression,) = registered_callbacks(instance, transition, "cond")
+        assert expression.owner == "other" or expression.name not in vars(Machine)
