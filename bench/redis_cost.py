@@ -37,6 +37,7 @@ from redis.connection import AbstractConnection
 
 from bench import common
 from bench.inprocess import WORKFLOWS, run_workflows, timed_broker
+from tasks.store.connections import url_client
 
 WARMUP = 20
 TARGET_ROUND_TRIPS = 4.0
@@ -152,7 +153,7 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url, **overrides)
     client = redis_client(settings)
-    admin = redis.Redis.from_url(redis_url)
+    admin = url_client(redis_url)
     trips = RoundTrips()
     memory = CountingMemory(RedisMachineMemory.from_settings(settings, client), trips)
     broker, wrapped = timed_broker(memory)
