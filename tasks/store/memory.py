@@ -179,11 +179,10 @@ class RedisMachineMemory:
                 TransactionCause.READ_FAILURE, f"Cannot wait for the replicas of subject={subject}: {exc}"
             ) from exc
         if int(acked) < self._wait_replicas:
-            raise TransactionViolation(
-                TransactionCause.WRITE_FAILURE,
+            raise _not_replicated(
                 f"Not replicated: the stored outbox of subject={subject} reached {acked} of "
                 f"{self._wait_replicas} replica(s) within {self._wait_timeout_ms} ms "
-                "(ORCH_REDIS_WAIT_REPLICAS); its events are not re-published yet",
+                "(ORCH_REDIS_WAIT_REPLICAS); its events are not re-published yet"
             )
 
     def _new_lock(self, subject: str) -> LeaseLock:
@@ -301,11 +300,10 @@ class RedisMachineMemory:
                 TransactionCause.WRITE_FAILURE, f"Cannot write subject={subject}: {exc}"
             ) from exc
         if code > 0 and acked < self._wait_replicas:
-            raise TransactionViolation(
-                TransactionCause.WRITE_FAILURE,
+            raise _not_replicated(
                 f"Not replicated: the write of subject={subject} (version {value}) reached {acked} of "
                 f"{self._wait_replicas} replica(s) within {self._wait_timeout_ms} ms (ORCH_REDIS_WAIT_REPLICAS); "
-                "it is applied on the master, and its events are published only once the replicas have it",
+                "it is applied on the master, and its events are published only once the replicas have it"
             )
         if code == -1:
             raise TransactionViolation(
@@ -378,6 +376,13 @@ class RedisMachineMemory:
             raise TransactionViolation(
                 TransactionCause.WRITE_FAILURE, f"Cannot settle outbox of subject={subject}: {exc}"
             ) from exc
+
+
+def _not_replicated(message: str) -> TransactionViolation:
+    """The retryable violation of a write too few replicas acknowledged, logged as a warning:
+    replicas that keep falling behind are an operator's problem, and the retry says nothing."""
+    logger.warning("%s", message)
+    return TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
 
 def _pack_timers(changes: TimerChanges) -> bytes:

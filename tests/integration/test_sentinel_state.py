@@ -10,11 +10,15 @@ A real master, replica and 3 Sentinels (:mod:`tests.helpers.sentinel`). Proven h
   replicas; the write is applied on the master, and the retry (the event is found consumed with
   its outbox unsettled) refuses to hand the outbox out until the replica has it again;
 * after a SIGKILL of the master and Sentinel's promotion of the replica, the same client writes
-  to the new master: calls during the failover fail with retryable violations only.
+  to the new master: calls during the failover fail with retryable violations only;
+* an acknowledged write that had not reached the replica is lost by the failover (replication
+  is asynchronous), while WAIT 1 refuses the same write before anything is published.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +169,57 @@ def test_the_client_follows_a_failover_and_fails_only_retryably_meanwhile(tmp_pa
         client.close()
         print(deployment.log_tails())
         deployment.stop()
+
+
+def test_a_failover_loses_an_unreplicated_write_acknowledged_without_wait_and_wait_refuses_it(tmp_path: Path) -> None:
+    """The window WAIT closes, forced open: the replica is frozen (SIGSTOP) and its link cut
+    (``CLIENT KILL TYPE replica``; a frozen replica alone would still find the writes in its
+    socket buffer when thawed) while two writes reach the master, one without WAIT (acknowledged) and one with WAIT 1 (refused, retryable);
+    then the master is SIGKILLed, the replica thawed and promoted. Both writes are gone from the
+    new master. The first was acknowledged, so its step would have published its events and
+    acknowledged its input: that loss is what a user of a WAIT-less deployment can see. The
+    second was never acknowledged: its events were not published and its input is retried."""
+    deployment = start_sentinel_or_fail(tmp_path / "lost", "The lost-write test")
+    unwaiting, client = _memory(deployment.url())
+    waiting, waiting_client = _memory(deployment.url(), redis_wait_replicas=1, redis_wait_timeout_ms=300)
+    acked, refused = _subject("acked"), _subject("refused")
+    try:
+        for subject in (acked, refused):
+            assert waiting.write(subject, {"step": 1}, prev_version=0, lease=None, event_id="e1") == 1
+        replica = deployment.replica.process
+        assert replica is not None
+        os.kill(replica.pid, signal.SIGSTOP)
+        master = deployment.master.client()
+        try:
+            # Cut the replication link while the replica cannot reconnect: what the master
+            # writes from now on reaches no replica (its backlog dies with it).
+            assert master.client_kill_filter(_type="replica") == 1
+            master.close()
+            assert unwaiting.write(acked, {"step": 2}, prev_version=1, lease=None, event_id="e2", outbox=OUTBOX) == 2
+            with pytest.raises(TransactionViolation, match="Not replicated") as caught:
+                waiting.write(refused, {"step": 2}, prev_version=1, lease=None, event_id="e2", outbox=OUTBOX)
+            assert caught.value.retryable
+            deployment.master.kill()
+        finally:
+            os.kill(replica.pid, signal.SIGCONT)
+        deployment.wait_failover(deployment.replica)
+        for subject in (acked, refused):
+            after = _retrying(lambda subject=subject: unwaiting.read(subject, "e2"))
+            assert (after.version, after.record, after.consumed, after.pending) == (1, {"step": 1}, False, None)
+    finally:
+        client.close()
+        waiting_client.close()
+        print(deployment.log_tails())
+        deployment.stop()
+
+
+def _retrying(call: Any, timeout: float = 30.0) -> Any:
+    """``call()`` until it stops raising retryable violations (the client re-finds the master)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except TransactionViolation:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
