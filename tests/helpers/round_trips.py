@@ -15,23 +15,33 @@ import redis
 
 @contextmanager
 def sent_packets(client: redis.Redis) -> Iterator[list[Any]]:
-    """Record every packet ``client`` sends inside the block (connections taken from its pool then)."""
+    """Record every packet ``client`` sends inside the block.
+
+    Each connection the pool hands out in the block is spied on once (a pool hands the same
+    connection out again and again), and every spy is removed at the end.
+    """
     sent: list[Any] = []
-    original = client.connection_pool.get_connection
+    spied: list[Any] = []
+    pool = client.connection_pool
+    original = pool.get_connection
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         connection = original(*args, **kwargs)
-        send = connection.send_packed_command
+        if "send_packed_command" not in vars(connection):
+            send = connection.send_packed_command
 
-        def spy(command: Any, check_health: bool = True) -> None:
-            sent.append(command)
-            send(command, check_health)
+            def spy(command: Any, check_health: bool = True) -> None:
+                sent.append(command)
+                send(command, check_health)
 
-        connection.send_packed_command = spy
+            connection.send_packed_command = spy
+            spied.append(connection)
         return connection
 
-    client.connection_pool.get_connection = counting  # type: ignore[method-assign]
+    pool.get_connection = counting  # type: ignore[method-assign]
     try:
         yield sent
     finally:
-        client.connection_pool.get_connection = original  # type: ignore[method-assign]
+        del pool.get_connection  # back to the class's method
+        for connection in spied:
+            del connection.send_packed_command

@@ -97,6 +97,24 @@ def test_wait_1_returns_once_the_replica_holds_the_write_in_one_round_trip(deplo
         client.close()
 
 
+def test_a_master_without_the_write_script_gets_it_loaded_and_the_write_waited_for(
+    deployment: SentinelDeployment,
+) -> None:
+    """A promoted replica has no scripts (Redis does not replicate its script cache): the
+    pipelined ``EVALSHA`` answers ``NOSCRIPT``, runs nothing, and the write is sent again."""
+    memory, client = _memory(deployment.url(), redis_wait_replicas=1, redis_wait_timeout_ms=3000)
+    subject = _subject("noscript")
+    try:
+        memory.write(subject, {"step": 0}, prev_version=0, lease=None, event_id="e0")
+        client.script_flush()
+        with sent_packets(client) as sent:
+            assert memory.write(subject, {"step": 1}, prev_version=1, lease=None, event_id="e1") == 2
+        assert len(sent) == 3, sent  # EVALSHA + WAIT refused, SCRIPT LOAD, EVALSHA + WAIT again
+        assert client.smembers(keys.consumed(subject)) == {b"e0", b"e1"}  # e1 applied once
+    finally:
+        client.close()
+
+
 def test_wait_1_without_the_replica_fails_retryably_and_holds_the_outbox_back(deployment: SentinelDeployment) -> None:
     memory, client = _memory(deployment.url(), redis_wait_replicas=1, redis_wait_timeout_ms=300)
     unwaiting, plain = _memory(deployment.url())
