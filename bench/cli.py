@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import common
 
-PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers")
+PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers", "sentinel")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
         "--spread", type=positive_seconds, default=60.0, help="seconds over which the timers come due (default 60)"
     )
     timers.add_argument("--json", type=Path, default=None)
+
+    sentinel = sub.add_parser("sentinel", help="what WAIT 1 (ORCH_REDIS_WAIT_REPLICAS) costs a step: master + replica")
+    sentinel.add_argument("--workflows", type=positive, default=300, help="increment workflows per round (default 300)")
+    sentinel.add_argument("--rounds", type=positive, default=5, help="interleaved WAIT 0 / WAIT 1 rounds (default 5)")
+    sentinel.add_argument("--json", type=Path, default=None)
     return top
 
 
@@ -137,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import timers
 
         timers.main(args.steps, args.timers, args.spread, args.json)
+    elif args.part == "sentinel":
+        from bench import sentinel
+
+        sentinel.main(args.workflows, args.rounds, args.json)
     return 0
 
 

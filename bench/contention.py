@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import redis
 
 from bench import common, probe
 from bench.distributed import CLIENT, ORCH_QUEUES, SERVICE_QUEUES
 from bench.driver import DriveResult, drive
 from tasks.store import keys
+from tasks.store.connections import url_client
 
 SETUPS: dict[str, list[tuple[str, ...]]] = {
     "contended (both workers serve every queue)": [ORCH_QUEUES + SERVICE_QUEUES, ORCH_QUEUES + SERVICE_QUEUES],
@@ -50,7 +50,7 @@ def _run_setup(name: str, queue_sets: list[tuple[str, ...]], values: int, repeat
     settings = Settings(broker_url=redis_url, redis_url=redis_url)
     app = create_app(settings)
     stream = keys.outbox_stream(CLIENT)
-    client = redis.Redis.from_url(redis_url)
+    client = url_client(redis_url)
     totals: list[int] = []
 
     def start(_index: int, count: int = values) -> str:

@@ -42,6 +42,7 @@ import redis
 from bench import common, probe
 from bench.driver import DriveResult, drive, latency_ms
 from tasks.store import keys
+from tasks.store.connections import url_client
 
 ORCH_QUEUES = ("arvo.orc.inc", "arvo.orc.fanout")
 SERVICE_QUEUES = ("com.value.read", "com.number.increment", "com.number.double")
@@ -164,7 +165,7 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
 
     broker_url = broker_url or redis_url
     found_systems = systems(redis_url, broker_url)
-    client = redis.Redis.from_url(redis_url)
+    client = url_client(redis_url)
     runs: dict[tuple[str, str], list[DriveResult]] = {(n, s): [] for n in found_systems for s in counts}
     unloaded: dict[str, DriveResult] = {}
     rss: dict[str, list[dict[str, float]]] = {}

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -55,8 +56,11 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A ``redis-server --save "" --appendonly no`` on a free port; yields its URL."""
+def redis_server(directory: Path, *, replica_of: str | None = None) -> Iterator[str]:
+    """A ``redis-server --save "" --appendonly no`` on a free port; yields its URL.
+
+    With ``replica_of`` (the URL of another such server) it starts as that server's replica.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -66,6 +70,9 @@ def redis_server(directory: Path) -> Iterator[str]:
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(directory), "--logfile", str(directory / "redis.log"), "--daemonize", "no",
     ]
+    if replica_of is not None:
+        master = urlsplit(replica_of)
+        command += ["--replicaof", str(master.hostname), str(master.port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
     try:

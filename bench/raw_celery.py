@@ -32,6 +32,7 @@ from celery import Celery
 
 from bench import probe
 from config.settings import Settings
+from tasks.store.connections import url_client
 from tasks.worker.celery_config import celery_config
 
 HOP_TASK = "bench.raw.hop"
@@ -94,7 +95,7 @@ _client: list[redis.Redis] = []
 def _redis() -> redis.Redis:
     """One client per process, created after the fork."""
     if not _client:
-        _client.append(redis.Redis.from_url(os.environ.get("ORCH_REDIS_URL", "redis://127.0.0.1:6379/0")))
+        _client.append(url_client(os.environ.get("ORCH_REDIS_URL", "redis://127.0.0.1:6379/0")))
     return _client[0]
 
 

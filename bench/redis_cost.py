@@ -37,6 +37,7 @@ from redis.connection import AbstractConnection
 
 from bench import common
 from bench.inprocess import WORKFLOWS, run_workflows, timed_broker
+from tasks.store.connections import url_client
 
 WARMUP = 20
 TARGET_ROUND_TRIPS = 4.0
@@ -147,20 +148,10 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
     ``overrides`` are :class:`~config.settings.Settings` fields (e.g. ``lock_auto_renewal``).
     """
     from config.settings import Settings
-    from tasks.store.connections import redis_client
-    from tasks.store.memory import RedisMachineMemory
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url, **overrides)
-    client = redis_client(settings)
-    admin = redis.Redis.from_url(redis_url)
-    trips = RoundTrips()
-    memory = CountingMemory(RedisMachineMemory.from_settings(settings, client), trips)
-    broker, wrapped = timed_broker(memory)
-    try:
-        run_workflows(broker, WORKFLOWS[kind], WARMUP)
-        memory.reset()
-        for handler in wrapped:
-            handler.samples_ns.clear()
+    with warmed_broker(settings, kind) as (memory, broker, wrapped, trips), \
+            contextlib.closing(url_client(redis_url)) as admin:
         admin.config_resetstat()
         with trips.installed():
             seconds = run_workflows(broker, WORKFLOWS[kind], workflows - 1)
@@ -187,9 +178,31 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
             "record": _record_size(admin, last.subject),
             "pass": trips.count / steps <= TARGET_ROUND_TRIPS,
         }
+
+
+@contextlib.contextmanager
+def warmed_broker(settings: Any, kind: str) -> Iterator[tuple[CountingMemory, Any, list[Any], RoundTrips]]:
+    """The examples on a LocalBroker over a counted RedisMachineMemory, warmed up with ``kind``.
+
+    The memory is built by ``from_settings`` over the runtime's own client (closed after the
+    block); the warm-up's calls and samples are forgotten, and ``trips`` counts only while
+    installed.
+    """
+    from tasks.store.connections import redis_client
+    from tasks.store.memory import RedisMachineMemory
+
+    client = redis_client(settings)
+    trips = RoundTrips()
+    memory = CountingMemory(RedisMachineMemory.from_settings(settings, client), trips)
+    broker, wrapped = timed_broker(memory)
+    try:
+        run_workflows(broker, WORKFLOWS[kind], WARMUP)
+        memory.reset()
+        for handler in wrapped:
+            handler.samples_ns.clear()
+        yield memory, broker, wrapped, trips
     finally:
         client.close()
-        admin.close()
 
 
 def _init(kind: str) -> Any:

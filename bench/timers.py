@@ -33,6 +33,7 @@ import redis
 
 from bench import common
 from bench.redis_cost import CountingMemory, RoundTrips, _server_stats
+from tasks.store.connections import url_client
 
 CLIENT = "com.bench.timers"
 SLEEP = "arvo.orc.sleep"
@@ -76,7 +77,7 @@ def _far_future_ms() -> int:
 
 def measure_cost(redis_url: str, steps: int) -> dict[str, Any]:
     """Round trips, server commands and bytes of a sleep init step against a nap init step."""
-    admin = redis.Redis.from_url(redis_url)
+    admin = url_client(redis_url)
     admin.flushall()
     trips = RoundTrips()
     inner, client = _memory(redis_url, lock_auto_renewal=False)
@@ -152,7 +153,7 @@ def measure_memory(redis_url: str, timers: int) -> dict[str, Any]:
     """Redis memory of ``timers`` pending timers: the index, the per-workflow hashes, all-in."""
     from tasks.store import keys
 
-    admin = redis.Redis.from_url(redis_url)
+    admin = url_client(redis_url)
     due = _far_future_ms()
     used: dict[str, int] = {}
     try:
@@ -188,7 +189,7 @@ def measure_lateness(redis_url: str, timers: int, spread_s: float, work: Path) -
     from tasks.store import keys
     from tasks.store.codec import unpack
 
-    admin = redis.Redis.from_url(redis_url)
+    admin = url_client(redis_url)
     admin.flushall()
     resolution = Settings().timer_resolution_s
     # How fast does set-up go? Time a few, then place the first due time after the whole set-up.

@@ -6,7 +6,9 @@ are errors rather than silent typos: both unknown constructor arguments (``extra
 unknown ``ORCH_*`` environment variables, which pydantic-settings would otherwise ignore.
 
 Redis URLs are parsed in one place, :func:`parse_redis_url`. Passwords and TLS go through the
-URL (``redis://:pw@host:6379/0``, ``rediss://host``), and ``repr`` never shows a password.
+URL (``redis://:pw@host:6379/0``, ``rediss://host``), and ``repr`` never shows a password. The
+state Redis may also be a Sentinel-managed master, named by its Sentinels and service
+(``redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0``, see :data:`SENTINEL_SCHEME`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,24 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Default import path of the factory returning this deployment's handlers and orchestrators.
 DEFAULT_HANDLERS = "examples.registry:build"
 
+#: Scheme of a state Redis found through Redis Sentinel:
+#: ``redis+sentinel://[[user]:password@]host1[:port][,host2[:port]...]/<service>[/<db>]``.
+#: kombu and Celery spell a Sentinel broker or result backend as ``;``-joined
+#: ``sentinel://host:port/db`` URLs plus a ``master_name`` transport option; one environment
+#: variable has to carry the service name too, so its URL holds every Sentinel (comma-joined,
+#: as redis-py's other multi-host clients do) and the service as the first path segment. The
+#: password is the data nodes' (as in Celery's Sentinel backend); ``?sentinel_password=``
+#: authenticates to the Sentinels themselves.
+SENTINEL_SCHEME = "redis+sentinel"
+
+#: Default port of a Redis Sentinel.
+SENTINEL_PORT = 26379
+
+#: Query parameters a Sentinel URL accepts.
+SENTINEL_QUERY = frozenset({"sentinel_password"})
+
 #: URL schemes a Redis client (state, locks, streams) understands.
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", SENTINEL_SCHEME})
 
 #: URL schemes of a RabbitMQ broker (kombu's py-amqp transport).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
@@ -50,6 +68,9 @@ _UNKNOWN_ENV = "__unknown_orch_env__"
 
 _HANDLERS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _PASSWORD_RE = re.compile(r"(//[^:@/]*:)[^@/]*@")
+_QUERY_PASSWORD_RE = re.compile(r"([?&]sentinel_password=)[^&#]*")
+#: Redis's rule for a master name in ``sentinel monitor``: letters, digits, ``.``, ``-``, ``_``.
+_SERVICE_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +88,8 @@ class RedisEndpoint:
         password: password, if any.
         path: the socket path of ``unix``/``redis+socket`` URLs; the virtual host of AMQP ones.
         query: the remaining query parameters (e.g. ``ssl_cert_reqs``).
+        sentinels: ``(host, port)`` of every Sentinel of a ``redis+sentinel`` URL, else empty.
+        service: the Sentinel service (master name) of a ``redis+sentinel`` URL, else None.
     """
 
     url: str
@@ -78,6 +101,13 @@ class RedisEndpoint:
     password: str | None
     path: str | None
     query: dict[str, str]
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+
+    @property
+    def is_sentinel(self) -> bool:
+        """Whether the master is found through Redis Sentinel (``redis+sentinel://``)."""
+        return self.scheme == SENTINEL_SCHEME
 
     @property
     def tls(self) -> bool:
@@ -96,29 +126,43 @@ class RedisEndpoint:
 
 
 def redact_url(url: str) -> str:
-    """Replace the password of any ``scheme://user:password@host`` URL by ``***``."""
-    return _PASSWORD_RE.sub(r"\1***@", url)
+    """Replace the password of any ``scheme://user:password@host`` URL (and a Sentinel
+    URL's ``sentinel_password``) by ``***``."""
+    return _QUERY_PASSWORD_RE.sub(r"\1***", _PASSWORD_RE.sub(r"\1***@", url))
 
 
 def parse_redis_url(url: str, *, schemes: frozenset[str] = REDIS_SCHEMES) -> RedisEndpoint:
     """Parse and check a Redis URL; the only place the project takes one apart.
 
     Args:
-        url: e.g. ``redis://:secret@10.0.0.5:6380/2`` or ``rediss://cache.example:6380/0``.
+        url: e.g. ``redis://:secret@10.0.0.5:6380/2``, ``rediss://cache.example:6380/0`` or
+            ``redis+sentinel://:secret@10.0.0.5:26379,10.0.0.6:26379/mymaster/0``.
         schemes: the schemes accepted where this URL is used.
 
     Returns:
         The parsed endpoint.
 
     Raises:
-        ValueError: the scheme is not accepted, the port or database is not a number, or a
-            TCP URL names no host.
+        ValueError: the scheme is not accepted, the port or database is not a number, a
+            TCP URL names no host, or a Sentinel URL breaks one of its rules (the message
+            names the part and the rule).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unbalanced IPv6 bracket
+        raise ValueError(f"Malformed host in {redact_url(url)!r}: {exc} (an IPv6 host is written in brackets, [::1]:6379)") from None
     scheme = parts.scheme.lower()
     if scheme not in schemes:
-        raise ValueError(f"URL scheme {scheme or '<none>'!r} of {url!r} is not one of {sorted(schemes)}")
+        hint = ""
+        if scheme == "sentinel":
+            hint = (
+                " (sentinel:// is kombu's Sentinel broker transport, which this project does not support;"
+                f" a Sentinel-managed state Redis is spelled {SENTINEL_SCHEME}://host:26379/<service>)"
+            )
+        raise ValueError(f"URL scheme {scheme or '<none>'!r} of {redact_url(url)!r} is not one of {sorted(schemes)}{hint}")
     query = dict(parse_qsl(parts.query))
+    if scheme == SENTINEL_SCHEME:
+        return _sentinel_endpoint(url, parts.netloc, parts.path, query)
     if scheme == "memory":
         return RedisEndpoint(url, scheme, None, None, 0, None, None, None, query)
     try:
@@ -144,6 +188,71 @@ def parse_redis_url(url: str, *, schemes: frozenset[str] = REDIS_SCHEMES) -> Red
         path=parts.path if socket else None,
         query=query,
     )
+
+
+def _sentinel_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) -> RedisEndpoint:
+    """A ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<service>[/<db>]`` URL.
+
+    urlsplit cannot read a comma-joined host list (its ``port`` fails), so the network location
+    is taken apart here; every rule broken is reported with the part that broke it.
+    """
+    userinfo, at, hosts_text = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user_text, colon, password_text = userinfo.partition(":")
+        username = unquote(user_text) or None
+        password = unquote(password_text) if colon else None
+    if not hosts_text:
+        raise ValueError(f"Sentinel URL needs at least one Sentinel host, e.g. {SENTINEL_SCHEME}://10.0.0.5:26379/mymaster")
+    sentinels = tuple(_sentinel_address(item) for item in hosts_text.split(","))
+    segments = path.split("/")[1:] if path.startswith("/") else []
+    if not segments or not segments[0]:
+        raise ValueError(f"Sentinel URL needs a service name as its first path segment: {SENTINEL_SCHEME}://host:26379/<service>[/<db>]")
+    if len(segments) > 2:
+        raise ValueError(f"Sentinel URL path must be /<service>[/<db>], got {path!r}")
+    service = segments[0]
+    if not _SERVICE_RE.match(service):
+        raise ValueError(f"Sentinel service name may hold only letters, digits, '.', '-' and '_', got {service!r}")
+    db_text = segments[1] if len(segments) == 2 else "0"
+    if not db_text.isdigit():
+        raise ValueError(f"Redis database must be a number, got {db_text!r}")
+    unknown = sorted(set(query) - SENTINEL_QUERY)
+    if unknown:
+        raise ValueError(f"Sentinel URL query parameter(s) {unknown} unknown: only {sorted(SENTINEL_QUERY)} are accepted")
+    return RedisEndpoint(
+        url=url,
+        scheme=SENTINEL_SCHEME,
+        host=None,
+        port=None,
+        db=int(db_text),
+        username=username,
+        password=password,
+        path=None,
+        query=query,
+        sentinels=sentinels,
+        service=service,
+    )
+
+
+def _sentinel_address(item: str) -> tuple[str, int]:
+    """``host[:port]`` or ``[ipv6][:port]`` of one Sentinel (port 26379 by default)."""
+    if item.startswith("["):
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"Sentinel host {item!r} must be [ipv6-address] or [ipv6-address]:port")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_or_empty = item.partition(":")
+        port_text = port_text_or_empty if colon else None
+        if ":" in port_text_or_empty:
+            raise ValueError(f"Sentinel host {item!r} must be host:port (put an IPv6 address in brackets)")
+    if not host:
+        raise ValueError(f"Sentinel host must not be empty in {item!r} (hosts are comma-separated host:port)")
+    if port_text is None:
+        return host, SENTINEL_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"Sentinel port must be a number from 1 to 65535, got {port_text!r} in {item!r}")
+    return host, int(port_text)
 
 
 def _amqp_endpoint(
@@ -220,6 +329,13 @@ class Settings(BaseSettings):
     """Read/write timeout of state-Redis calls; a timeout becomes a retryable violation."""
     redis_connect_timeout_s: float = Field(default=2.0, gt=0)
     """Connect timeout of the state Redis."""
+    redis_wait_replicas: int = Field(default=0, ge=0)
+    """Replicas that must acknowledge a step's write before its events are published (Redis
+    ``WAIT``, pipelined after the write: no extra round trip). 0 does not wait: with
+    asynchronous replication a failover can then lose an acknowledged step
+    (``docs/guarantees.md``, "With Redis Sentinel for state")."""
+    redis_wait_timeout_ms: int = Field(default=1000, ge=1)
+    """How long ``WAIT`` waits for those replicas; too few in time fails the step retryably."""
 
     # -- locks and retries -----------------------------------------------------------------
     lock_expire_s: int = Field(default=30, ge=1)
@@ -386,6 +502,13 @@ class Settings(BaseSettings):
         # A retry is a message with a countdown that the Redis transport keeps unacknowledged
         # until it is due; if it waits longer than the visibility timeout it is redelivered
         # while still waiting, and runs twice ("and again in a loop", Celery Redis caveats).
+        # WAIT blocks the connection: a socket timeout shorter than it would cut every slow WAIT
+        # off as a connection error instead of reporting how many replicas acknowledged.
+        if self.redis_wait_replicas and self.redis_wait_timeout_ms / 1000 >= self.redis_socket_timeout_s:
+            raise ValueError(
+                f"redis_wait_timeout_ms ({self.redis_wait_timeout_ms}) must be below "
+                f"redis_socket_timeout_s ({self.redis_socket_timeout_s} s), or a WAIT is cut off by the socket timeout"
+            )
         if self.visibility_timeout_s <= self.retry_backoff_max_s:
             raise ValueError(
                 f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed "

@@ -40,7 +40,14 @@ import redis
 from kombu.exceptions import OperationalError
 from opentelemetry import context as otel_context
 
-from orchestrator.errors import DecodeError, ExpectedRetry, OrchestratorError, ViolationError
+from orchestrator.errors import (
+    DecodeError,
+    ExpectedRetry,
+    OrchestratorError,
+    TransactionCause,
+    TransactionViolation,
+    ViolationError,
+)
 from orchestrator.event import ArvoEvent, decode_event
 from orchestrator.orchestrator import ArvoOrchestrator
 from orchestrator.telemetry import context_from_headers
@@ -157,11 +164,32 @@ class Runtime:
                 for event in internal:
                     self._send(producer, event)
         if external:
-            pipe = self.redis.pipeline(transaction=False)
-            for destination, event in external:
-                self.outbox.add(destination, event, pipe)
-            pipe.execute()
+            self._append_external(external)
         return len(internal) + len(external)
+
+    def _append_external(self, external: list[tuple[str, ArvoEvent]]) -> None:
+        """Append events to the external outbox streams, in the state Redis, in one pipeline.
+
+        With ``redis_wait_replicas`` the pipeline ends with ``WAIT``, as a step's write does: a
+        completion that a failover could lose must not let the step settle its outbox. Too few
+        replicas raise a retryable violation; the step's outbox stays unsettled and its retry
+        appends the events again (same ids: a client de-duplicates them by id).
+        """
+        wait = self.settings.redis_wait_replicas
+        pipe = self.redis.pipeline(transaction=False)
+        for destination, event in external:
+            self.outbox.add(destination, event, pipe)
+        if wait:
+            pipe.wait(wait, self.settings.redis_wait_timeout_ms)
+        replies = pipe.execute()
+        if wait and int(replies[-1]) < wait:
+            message = (
+                f"Not replicated: {len(external)} event(s) appended to the external outbox streams reached "
+                f"{replies[-1]} of {wait} replica(s) within {self.settings.redis_wait_timeout_ms} ms "
+                "(ORCH_REDIS_WAIT_REPLICAS); they are appended again when the event is retried"
+            )
+            logger.warning("%s", message)
+            raise TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
     def _send(self, producer: Any, event: ArvoEvent) -> None:
         parent = context_from_headers(event.traceparent, event.tracestate)

@@ -16,12 +16,25 @@ python-redis-lock key. Costs per call, in network round trips:
 
 So a whole orchestrator step (lock_and_read, write, unlock) costs 3 round trips besides the broker's.
 
+Replication. With ``wait_replicas`` > 0 (``ORCH_REDIS_WAIT_REPLICAS``), ``write`` sends Redis's
+``WAIT wait_replicas wait_timeout_ms`` in the same pipeline as the script (``WAIT`` cannot run
+inside a script, and pipelined it costs no extra round trip, only the replicas' latency). When
+fewer replicas acknowledged in time, the write is already applied on the master but the step
+fails with a retryable ``WRITE_FAILURE`` *before* its events are published. Its retry finds the
+event consumed with its outbox unsettled, and ``lock_and_read`` then waits for the replicas
+again (a ``PEXPIRE`` of the lock just taken plus ``WAIT``, in one more round trip, only on
+that path) before the stored events are re-published: no event is published from a write that
+fewer than ``wait_replicas`` replicas hold. ``WAIT`` counts replicas that acknowledged; it is
+no consensus (``docs/guarantees.md``, "With Redis Sentinel for state").
+
 Fencing: the write script compares the lock key's value with the lease token in the same
 atomic call as the version check, so a worker whose lease expired is refused even when the
 version it read is still current (another holder may be about to write).
 
 Error mapping. Every :class:`redis.exceptions.RedisError` (connection refused or reset,
-timeouts, a server still loading its data, ``OOM``/``READONLY`` replies) becomes a
+timeouts, a server still loading its data, ``OOM``/``READONLY`` replies; behind Sentinel also
+``MasterNotFoundError`` while no master is elected and the ``ConnectionError`` redis-py raises
+when a write reaches a demoted master, both ``ConnectionError`` subclasses) becomes a
 :class:`~orchestrator.errors.TransactionViolation` whose cause names the step: ``LOCK_FAILURE``,
 ``READ_FAILURE`` or ``WRITE_FAILURE``. All three are ``retryable``: the event is retried later
 with backoff, and nothing was half-applied because each step is one atomic command or a read.
@@ -37,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 import redis
+from redis.exceptions import NoScriptError
 
 from orchestrator.errors import TransactionCause, TransactionViolation
 from orchestrator.history import DEFAULT_HISTORY_LIMIT, IndexFields
@@ -62,6 +76,10 @@ class RedisMachineMemory:
         auto_renewal: extend held locks from a thread so long steps keep their lease.
         timer_reclaim_s: a claimed timer not released within this many seconds fires again.
         history_limit: history entries kept per workflow (the oldest are trimmed).
+        timer_reclaim_s: a claimed timer not released within this is handed out again.
+        wait_replicas: replicas that must acknowledge each write before it counts (``WAIT``);
+            0 does not wait.
+        wait_timeout_ms: how long ``WAIT`` waits for them.
     """
 
     def __init__(
@@ -72,6 +90,8 @@ class RedisMachineMemory:
         auto_renewal: bool,
         timer_reclaim_s: float = 60.0,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisMachineMemory needs a client with decode_responses=False")
@@ -79,6 +99,10 @@ class RedisMachineMemory:
             raise ValueError("lock_expire_s must be at least 1 second")
         if history_limit < 1:
             raise ValueError("history_limit must be at least 1")
+        if wait_replicas < 0 or wait_timeout_ms < 1:
+            raise ValueError("wait_replicas must be at least 0 and wait_timeout_ms at least 1")
+        self._wait_replicas = int(wait_replicas)
+        self._wait_timeout_ms = int(wait_timeout_ms)
         self._client = client
         self._lock_expire_s = int(lock_expire_s)
         self.history_limit = int(history_limit)
@@ -99,6 +123,8 @@ class RedisMachineMemory:
             auto_renewal=settings.lock_auto_renewal,
             timer_reclaim_s=settings.timer_reclaim_s,
             history_limit=settings.history_limit,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
         )
 
     def lock(self, subject: str) -> Lease | None:
@@ -138,10 +164,37 @@ class RedisMachineMemory:
             return None
         lease = self._hold(subject, lock)
         try:
-            return lease, self._read_result(subject, event_id, replies)
+            read = self._read_result(subject, event_id, replies)
+            if read.consumed and read.pending is not None and self._wait_replicas:
+                self._wait_for_replicas_of_pending(subject, lock)
         except TransactionViolation:
             self.unlock(lease)
             raise
+        return lease, read
+
+    def _wait_for_replicas_of_pending(self, subject: str, lock: LeaseLock) -> None:
+        """Before an unsettled outbox is re-published, make sure its write reached the replicas.
+
+        ``WAIT`` counts the replicas that hold every write of *this connection*; a connection
+        that wrote nothing gets an immediate, meaningless answer. So the lock just taken is
+        re-armed (``PEXPIRE``, a write that changes nothing) in the same pipeline: once the
+        replicas hold it, they hold the earlier write of the outbox too (one replication stream).
+        """
+        pipe = self._client.pipeline(transaction=False)
+        pipe.pexpire(lock.key, self._lock_expire_s * 1000)
+        pipe.wait(self._wait_replicas, self._wait_timeout_ms)
+        try:
+            _, acked = pipe.execute()
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.READ_FAILURE, f"Cannot wait for the replicas of subject={subject}: {exc}"
+            ) from exc
+        if int(acked) < self._wait_replicas:
+            raise _not_replicated(
+                f"Not replicated: the stored outbox of subject={subject} reached {acked} of "
+                f"{self._wait_replicas} replica(s) within {self._wait_timeout_ms} ms "
+                "(ORCH_REDIS_WAIT_REPLICAS); its events are not re-published yet"
+            )
 
     def _new_lock(self, subject: str) -> LeaseLock:
         require_subject(subject, "lock")
@@ -273,11 +326,21 @@ class RedisMachineMemory:
         if index is not None and index.parent_subject:
             script_keys.append(keys.index_parent(index.parent_subject))
         try:
-            code, value = self._write_script(keys=script_keys, args=args)
+            if self._wait_replicas:
+                code, value, acked = self._write_and_wait(script_keys, args)
+            else:
+                code, value = self._write_script(keys=script_keys, args=args)
+                acked = 0
         except redis.RedisError as exc:
             raise TransactionViolation(
                 TransactionCause.WRITE_FAILURE, f"Cannot write subject={subject}: {exc}"
             ) from exc
+        if code > 0 and acked < self._wait_replicas:
+            raise _not_replicated(
+                f"Not replicated: the write of subject={subject} (version {value}) reached {acked} of "
+                f"{self._wait_replicas} replica(s) within {self._wait_timeout_ms} ms (ORCH_REDIS_WAIT_REPLICAS); "
+                "it is applied on the master, and its events are published only once the replicas have it"
+            )
         if code == -1:
             raise TransactionViolation(
                 TransactionCause.WRITE_CONFLICT,
@@ -289,6 +352,30 @@ class RedisMachineMemory:
                 f"Record version moved for subject={subject}: expected {prev_version}, found {value}",
             )
         return int(value)
+
+    def _write_and_wait(self, script_keys: list[str], args: list[bytes | str | int]) -> tuple[int, int, int]:
+        """``EVALSHA write_record`` then ``WAIT``, in one pipeline: ``(code, value, replicas)``.
+
+        A plain ``EVALSHA`` rather than the registered script's pipeline support, which would ask
+        ``SCRIPT EXISTS`` first (a round trip per write). A server that lost its scripts (a
+        restart, a newly promoted replica) answers ``NOSCRIPT`` without running anything; the
+        script is then loaded and the pipeline sent once more.
+        """
+        for attempt in (1, 2):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.evalsha(self._write_script.sha, len(script_keys), *script_keys, *args)
+            pipe.wait(self._wait_replicas, self._wait_timeout_ms)
+            reply, acked = pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError) and attempt == 1:
+                self._client.script_load(self._write_script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acked, Exception):
+                raise acked
+            code, value = reply
+            return int(code), int(value), int(acked)
+        raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
     def claim_due_timers(self, now_ms: int, limit: int) -> list[DueTimer]:
         """Claim up to ``limit`` due timers of any workflow (one round trip; see claim_timers.lua).
@@ -343,6 +430,13 @@ def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
         subject,
         keys.INDEX_GRACE_S,
     ]
+
+
+def _not_replicated(message: str) -> TransactionViolation:
+    """The retryable violation of a write too few replicas acknowledged, logged as a warning:
+    replicas that keep falling behind are an operator's problem, and the retry says nothing."""
+    logger.warning("%s", message)
+    return TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
 
 def _pack_timers(changes: TimerChanges) -> bytes:

@@ -26,6 +26,7 @@ from celery import signals
 
 from config.settings import redact_url
 from orchestrator.errors import OrchestratorError
+from tasks.store.connections import connect
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -61,11 +62,13 @@ def check_redis(url: str, role: str, timeout: float) -> None:
     """PING ``url``; raise :class:`StartupError` when it refuses us for good.
 
     Args:
-        url: a Redis URL (password and database included).
+        url: a Redis URL (password and database included), or a ``redis+sentinel://`` one: then
+            the Sentinels are asked for the master and the master is PINGed (no master
+            elected yet is an outage, only logged).
         role: ``state Redis`` or ``broker Redis``, for the message.
         timeout: connect and read timeout in seconds.
     """
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=None)
+    client = connect(url, socket_timeout=timeout, connect_timeout=timeout, retry=None)
     try:
         client.ping()
     except redis.RedisError as error:

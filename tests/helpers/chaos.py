@@ -465,7 +465,9 @@ class Cluster:
     Args:
         directory: where worker logs go.
         redis_url: broker and state Redis.
-        settings: :class:`~config.settings.Settings` fields shared by workers and client.
+        settings: :class:`~config.settings.Settings` fields shared by workers and client; a
+            ``broker_url`` among them puts the broker elsewhere (a Sentinel-managed state Redis
+            with a plain broker Redis, for instance).
     """
 
     def __init__(self, directory: Path, redis_url: str, **settings: Any) -> None:
@@ -480,7 +482,8 @@ class Cluster:
 
     def app(self) -> Celery:
         """A client app built from the same settings as the workers."""
-        app = create_app(Settings(broker_url=broker_url_for(self.redis_url), redis_url=self.redis_url, **self.settings))
+        values = {"broker_url": broker_url_for(self.redis_url), "redis_url": self.redis_url, **self.settings}
+        app = create_app(Settings(**values))
         self._apps.append(app)
         return app
 

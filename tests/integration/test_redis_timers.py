@@ -17,6 +17,7 @@ from orchestrator.memory.in_memory import InMemoryMachineMemory
 from orchestrator.timers import Timer, TimerChanges
 from tasks.store import keys
 from tasks.store.memory import RedisMachineMemory
+from tests.helpers.round_trips import sent_packets
 
 SUBJECT = "c3ViamVjdC10aW1lcnM="
 OTHER = "b3RoZXItc3ViamVjdA=="
@@ -109,24 +110,7 @@ def test_a_refused_write_sets_no_timer(redis_client: redis.Redis) -> None:
 def test_setting_timers_costs_the_step_no_extra_round_trip(redis_client: redis.Redis) -> None:
     redis_client.flushdb()
     memory = RedisMachineMemory(redis_client, lock_expire_s=30, auto_renewal=False)
-    calls: list[Any] = []
-    original = redis_client.connection_pool.get_connection
     _write(memory, SUBJECT, 0, TimerChanges())  # loads the script
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        connection = original(*args, **kwargs)
-        send = connection.send_packed_command
-
-        def spy(command: Any, check_health: bool = True) -> None:
-            calls.append(command)
-            send(command, check_health)
-
-        connection.send_packed_command = spy
-        return connection
-
-    redis_client.connection_pool.get_connection = counting  # type: ignore[method-assign]
-    try:
+    with sent_packets(redis_client) as calls:
         _write(memory, SUBJECT, 1, TimerChanges(set=tuple(_timer(f"t{n}", NOW) for n in range(20))))
-    finally:
-        redis_client.connection_pool.get_connection = original  # type: ignore[method-assign]
     assert len(calls) == 1  # one EVALSHA: state, consumed id and 20 timers

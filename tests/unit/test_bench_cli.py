@@ -192,6 +192,8 @@ def test_the_original_figures_are_read_under_our_names() -> None:
     [
         (["timers", "--spread", "0"], "expected a number of seconds above 0, got '0'"),
         (["timers", "--timers", "none"], "expected a whole number of at least 1, got 'none'"),
+        (["sentinel", "--rounds", "0"], "expected a whole number of at least 1, got '0'"),
+        (["sentinel", "--workflows", "x"], "expected a whole number of at least 1, got 'x'"),
     ],
 )
 def test_timers_refuses_a_bad_argument_in_one_line(

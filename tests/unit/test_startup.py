@@ -28,3 +28,13 @@ def test_an_unreachable_redis_is_only_logged(caplog: pytest.LogCaptureFixture) -
     assert "not reachable yet" in caplog.text
     assert "pw@" not in caplog.text
 
+
+
+def test_a_sentinel_url_without_reachable_sentinels_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        check_redis(f"redis+sentinel://:pw@127.0.0.1:{port}/mymaster/0", "state Redis", timeout=0.5)
+    assert "not reachable yet" in caplog.text
+    assert "No master found for 'mymaster'" in caplog.text
+    assert "pw@" not in caplog.text
