@@ -64,9 +64,7 @@ def short_workflow_id(subject: str) -> str:
 
 def workflow_label(subject: str) -> str:
     """``<orchestrator>/<short id>`` for an orchestration subject, else the short id alone."""
-    orchestrator = _orchestrator_name(subject)
-    short = short_workflow_id(subject)
-    return f"{_clip(orchestrator)}/{short}" if orchestrator else short
+    return _label(subject, _orchestrator_name(subject))
 
 
 def task_name(event: ArvoEvent | Mapping[str, Any] | Any) -> str | None:
@@ -87,7 +85,7 @@ def task_name(event: ArvoEvent | Mapping[str, Any] | Any) -> str | None:
     name = _clip(event_type)
     if isinstance(to, str) and to and to not in (event_type, orchestrator):
         name += _ARROW + _clip(to)
-    return name + _SEPARATOR + workflow_label(subject)
+    return name + _SEPARATOR + _label(subject, orchestrator)
 
 
 def flower_task_filter_url(flower_base: str, subject: str) -> str:
@@ -112,6 +110,20 @@ def flower_task_filter_url(flower_base: str, subject: str) -> str:
     return f"{flower_base.rstrip('/')}/tasks?name={quote(term, safe='')}"
 
 
+def event_field(value: Any, name: str) -> Any:
+    """Field ``name`` of an ArvoEvent or of its JSON mapping; None for anything else."""
+    if isinstance(value, ArvoEvent):
+        return getattr(value, name)
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return None
+
+
+def _label(subject: str, orchestrator: str | None) -> str:
+    short = short_workflow_id(subject)
+    return f"{_clip(orchestrator)}/{short}" if orchestrator else short
+
+
 def _orchestrator_name(subject: str) -> str | None:
     try:
         return OrchestrationSubject.parse(subject).orchestrator.name
@@ -126,11 +138,3 @@ def _clip(text: str) -> str:
         return printable
     return printable[: MAX_PART_LENGTH - 1] + "…"
 
-
-def event_field(value: Any, name: str) -> Any:
-    """Field ``name`` of an ArvoEvent or of its JSON mapping; None for anything else."""
-    if isinstance(value, ArvoEvent):
-        return getattr(value, name)
-    if isinstance(value, Mapping):
-        return value.get(name)
-    return None

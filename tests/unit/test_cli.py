@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from cli.app import cli, main
 from cli.operator import Operator
+from config.settings import Settings
 from examples.approval import ApprovalMachine, approval_contract
 from examples.fanout import FanoutMachine, fanout_contract
 from examples.registry import build as build_examples
@@ -31,6 +32,7 @@ from orchestrator.event import ArvoEvent
 from orchestrator.inspection import STATUSES
 from orchestrator.memory.in_memory import InMemoryMachineMemory
 from orchestrator.timers import VirtualClock
+from tasks.machines import deployment_machines, find_machine
 from tests.unit.machines import (
     INC,
     ChildMachine,
@@ -406,3 +408,10 @@ def test_the_readme_commands_run(deployment: Deployment) -> None:
 def test_the_readme_diagram_is_what_the_command_prints(deployment: Deployment) -> None:
     [diagram] = re.findall(r"```mermaid\n(.*?)```", _readme_section(), flags=re.S)
     assert diagram == deployment.run("diagram", "arvo.orc.fanout").stdout == mermaid(FanoutMachine)
+
+
+def test_the_deployment_machines_come_from_its_handler_factory_without_a_worker() -> None:
+    registries = deployment_machines(Settings(handlers="examples.registry:build"))
+    assert sorted(registries) == ["arvo.orc.approval", "arvo.orc.fanout", "arvo.orc.inc"]
+    assert find_machine(registries, "arvo.orc.fanout") is FanoutMachine
+    assert find_machine(registries, "arvo.orc.approval", "1.0.0") is ApprovalMachine
