@@ -426,3 +426,30 @@ def test_a_traced_step_links_to_its_trace_in_jaeger() -> None:
     assert cells[-1] == {"text": "0af76519…", "href": "http://127.0.0.1:16686/trace/0af7651916cd43dd8448eb211c80319c"}
     assert cells[3]["text"] == "ignored (late-timer)"
     assert cells[4]["text"] == "a → a"
+
+
+class TestWithoutMachines(DashboardCase):
+    """A dashboard whose deployment no longer lists the workflows' machines still shows them."""
+
+    def get_app(self) -> tornado.web.Application:
+        app = super().get_app()
+        self.world.machines.clear()
+        return app
+
+    def test_a_workflow_whose_machine_is_gone_is_shown_without_a_diagram(self) -> None:
+        page = self.text(views.workflow_path(self.world.subjects["waiting"]))
+        assert "nothing to draw" in page
+        assert "mermaid.min.js" not in page
+        assert self.api(f"/api{views.workflow_path(self.world.subjects['waiting'])}")["diagram"] is None
+
+
+def test_a_machine_resolves_by_version_else_by_its_class_name() -> None:
+    world = deployment()
+    approval = world.machines["arvo.orc.approval"]
+    (machine,) = approval.machines
+    assert views.machine_of(world.machines, "arvo.orc.approval", "1.0.0", None) is machine
+    assert views.machine_of(world.machines, "arvo.orc.approval", "9.9.9", None) is None
+    assert views.machine_of(world.machines, "arvo.orc.approval", "9.9.9", machine.__name__) is machine
+    dotted = f"{machine.__module__}.{machine.__qualname__}"
+    assert views.machine_of(world.machines, "arvo.orc.approval", "9.9.9", dotted) is machine
+    assert views.machine_of(world.machines, "arvo.orc.nothing", "1.0.0", machine.__name__) is None
