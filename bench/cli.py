@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import common
 
-PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers")
+PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers", "inspect")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,6 +80,13 @@ def parser() -> argparse.ArgumentParser:
         "--spread", type=positive_seconds, default=60.0, help="seconds over which the timers come due (default 60)"
     )
     timers.add_argument("--json", type=Path, default=None)
+
+    inspect = sub.add_parser("inspect", help="history and search index: cost per step, list/count speed, memory")
+    inspect.add_argument("--workflows", type=positive, default=200, help="increment workflows for the step cost (default 200)")
+    inspect.add_argument(
+        "--stored", type=positive, default=100_000, help="workflows loaded for list and count (default 100000)"
+    )
+    inspect.add_argument("--json", type=Path, default=None)
     return top
 
 
@@ -137,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import timers
 
         timers.main(args.steps, args.timers, args.spread, args.json)
+    elif args.part == "inspect":
+        from bench import inspect_cost
+
+        inspect_cost.main(args.workflows, args.stored, args.json)
     return 0
 
 

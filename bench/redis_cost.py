@@ -28,7 +28,7 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +141,13 @@ def _record_size(admin: redis.Redis, subject: str) -> dict[str, Any]:
     return sizes
 
 
-def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict[str, Any]:
+def measure(
+    kind: str, workflows: int, redis_url: str, wrap: Callable[[Any], Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Run ``workflows`` of ``kind`` over a fresh RedisMachineMemory and count what they cost.
 
-    ``overrides`` are :class:`~config.settings.Settings` fields (e.g. ``lock_auto_renewal``).
+    ``wrap`` wraps the memory (e.g. to drop what it is asked to store); ``overrides`` are
+    :class:`~config.settings.Settings` fields (e.g. ``lock_auto_renewal``).
     """
     from config.settings import Settings
     from tasks.store.connections import redis_client
@@ -154,7 +157,8 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
     client = redis_client(settings)
     admin = redis.Redis.from_url(redis_url)
     trips = RoundTrips()
-    memory = CountingMemory(RedisMachineMemory.from_settings(settings, client), trips)
+    inner = RedisMachineMemory.from_settings(settings, client)
+    memory = CountingMemory(wrap(inner) if wrap is not None else inner, trips)
     broker, wrapped = timed_broker(memory)
     try:
         run_workflows(broker, WORKFLOWS[kind], WARMUP)

@@ -240,14 +240,68 @@ class RedisMachineMemory:
         """
         require_subject(subject, "write")
         require_record(record)
-        blob = pack(record)
-        outbox_blob = pack(outbox) if outbox and event_id is not None else b""
+        script_keys, args = self._write_call(
+            subject, record, prev_version, lease, event_id, outbox, expire_after_s, timers, history, index
+        )
+        try:
+            code, value = self._write_script(keys=script_keys, args=args)
+        except redis.RedisError as exc:
+            raise TransactionViolation(
+                TransactionCause.WRITE_FAILURE, f"Cannot write subject={subject}: {exc}"
+            ) from exc
+        if code == -1:
+            raise TransactionViolation(
+                TransactionCause.WRITE_CONFLICT,
+                f"Lock lost before write for subject={subject}: the lease expired or a newer holder owns it",
+            )
+        if code == -2:
+            raise TransactionViolation(
+                TransactionCause.WRITE_CONFLICT,
+                f"Record version moved for subject={subject}: expected {prev_version}, found {value}",
+            )
+        return int(value)
+
+    def queue_write(
+        self,
+        pipe: redis.client.Pipeline,
+        subject: str,
+        record: dict[str, Any],
+        *,
+        prev_version: int,
+        expire_after_s: int | None = None,
+        history: HistoryEntry | None = None,
+        index: IndexFields | None = None,
+    ) -> None:
+        """Queue an unfenced :meth:`write` on ``pipe`` (bulk loading: benchmarks, migrations).
+
+        The same script as a step's write, so the loaded data is what steps would have written;
+        its ``[code, version]`` reply comes back from ``pipe.execute()``.
+        """
+        script_keys, args = self._write_call(
+            subject, record, prev_version, None, None, None, expire_after_s, None, history, index
+        )
+        self._write_script(keys=script_keys, args=args, client=pipe)
+
+    def _write_call(
+        self,
+        subject: str,
+        record: dict[str, Any],
+        prev_version: int,
+        lease: Lease | None,
+        event_id: str | None,
+        outbox: list[dict[str, Any]] | None,
+        expire_after_s: int | None,
+        timers: TimerChanges | None,
+        history: HistoryEntry | None,
+        index: IndexFields | None,
+    ) -> tuple[list[str], list[bytes | str | int]]:
+        """KEYS and ARGV of write_record.lua (its header documents them)."""
         args: list[bytes | str | int] = [
             lease.token if lease is not None else "",
             int(prev_version),
-            blob,
+            pack(record),
             event_id if event_id is not None else "",
-            outbox_blob,
+            pack(outbox) if outbox and event_id is not None else b"",
             int(expire_after_s) if expire_after_s is not None else "",
             _pack_timers(timers) if timers else b"",
             keys.timer_member(subject, ""),
@@ -272,23 +326,7 @@ class RedisMachineMemory:
         ]
         if index is not None and index.parent_subject:
             script_keys.append(keys.index_parent(index.parent_subject))
-        try:
-            code, value = self._write_script(keys=script_keys, args=args)
-        except redis.RedisError as exc:
-            raise TransactionViolation(
-                TransactionCause.WRITE_FAILURE, f"Cannot write subject={subject}: {exc}"
-            ) from exc
-        if code == -1:
-            raise TransactionViolation(
-                TransactionCause.WRITE_CONFLICT,
-                f"Lock lost before write for subject={subject}: the lease expired or a newer holder owns it",
-            )
-        if code == -2:
-            raise TransactionViolation(
-                TransactionCause.WRITE_CONFLICT,
-                f"Record version moved for subject={subject}: expected {prev_version}, found {value}",
-            )
-        return int(value)
+        return script_keys, args
 
     def claim_due_timers(self, now_ms: int, limit: int) -> list[DueTimer]:
         """Claim up to ``limit`` due timers of any workflow (one round trip; see claim_timers.lua).
