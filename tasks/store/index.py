@@ -73,19 +73,16 @@ class RedisIndex:
     def sweep(self, now_ms: int | None = None, limit: int = SWEEP_BATCH) -> int:
         """Remove up to ``limit`` workflows whose record expired from every index set; how many."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        before, after = keys.SUMMARY_KEY_PARTS
         return int(
             self._sweep(
                 keys=[keys.INDEX_EXPIRING, keys.INDEX_ALL],
                 args=[
                     now_ms,
                     limit,
-                    before,
-                    after,
                     keys.INDEX_STATUS_PREFIX,
                     keys.INDEX_ORCHESTRATOR_PREFIX,
                     keys.INDEX_PARENT_PREFIX,
-                    *STATUSES,
+                    keys.INDEX_MEMBER_SEPARATOR,
                 ],
             )
         )

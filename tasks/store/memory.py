@@ -368,7 +368,7 @@ class RedisMachineMemory:
 def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
     """ARGV[11..20] of write_record.lua: the index row, or "" for no index change."""
     if index is None:
-        return ["", "", "", "", 0, 0, "", keys.INDEX_STATUS_PREFIX, subject, keys.INDEX_GRACE_S]
+        return ["", "", "", "", 0, 0, "", keys.INDEX_STATUS_PREFIX, subject, keys.INDEX_MEMBER_SEPARATOR]
     return [
         "1",
         index.status,
@@ -379,7 +379,7 @@ def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
         index.parent_subject or "",
         keys.INDEX_STATUS_PREFIX,
         subject,
-        keys.INDEX_GRACE_S,
+        keys.INDEX_MEMBER_SEPARATOR,
     ]
 
 
