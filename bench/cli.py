@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import common
 
-PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers", "sentinel")
+PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers", "inspect", "sentinel")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,6 +81,13 @@ def parser() -> argparse.ArgumentParser:
     )
     timers.add_argument("--json", type=Path, default=None)
 
+    inspect = sub.add_parser("inspect", help="history and search index: cost per step, list/count speed, memory")
+    inspect.add_argument("--workflows", type=positive, default=200, help="increment workflows for the step cost (default 200)")
+    inspect.add_argument(
+        "--stored", type=positive, default=100_000, help="workflows loaded for list and count (default 100000)"
+    )
+    inspect.add_argument("--json", type=Path, default=None)
+
     sentinel = sub.add_parser("sentinel", help="what WAIT 1 (ORCH_REDIS_WAIT_REPLICAS) costs a step: master + replica")
     sentinel.add_argument("--workflows", type=positive, default=300, help="increment workflows per round (default 300)")
     sentinel.add_argument("--rounds", type=positive, default=5, help="interleaved WAIT 0 / WAIT 1 rounds (default 5)")
@@ -142,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import timers
 
         timers.main(args.steps, args.timers, args.spread, args.json)
+    elif args.part == "inspect":
+        from bench import inspect_cost
+
+        inspect_cost.main(args.workflows, args.stored, args.json)
     elif args.part == "sentinel":
         from bench import sentinel
 

@@ -28,7 +28,7 @@ import contextlib
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,15 +142,18 @@ def _record_size(admin: redis.Redis, subject: str) -> dict[str, Any]:
     return sizes
 
 
-def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict[str, Any]:
+def measure(
+    kind: str, workflows: int, redis_url: str, wrap: Callable[[Any], Any] | None = None, **overrides: Any
+) -> dict[str, Any]:
     """Run ``workflows`` of ``kind`` over a fresh RedisMachineMemory and count what they cost.
 
-    ``overrides`` are :class:`~config.settings.Settings` fields (e.g. ``lock_auto_renewal``).
+    ``wrap`` wraps the memory (e.g. to drop what it is asked to store); ``overrides`` are
+    :class:`~config.settings.Settings` fields (e.g. ``lock_auto_renewal``).
     """
     from config.settings import Settings
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url, **overrides)
-    with warmed_broker(settings, kind) as (memory, broker, wrapped, trips), \
+    with warmed_broker(settings, kind, wrap) as (memory, broker, wrapped, trips), \
             contextlib.closing(url_client(redis_url)) as admin:
         admin.config_resetstat()
         with trips.installed():
@@ -181,19 +184,22 @@ def measure(kind: str, workflows: int, redis_url: str, **overrides: Any) -> dict
 
 
 @contextlib.contextmanager
-def warmed_broker(settings: Any, kind: str) -> Iterator[tuple[CountingMemory, Any, list[Any], RoundTrips]]:
+def warmed_broker(
+    settings: Any, kind: str, wrap: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[CountingMemory, Any, list[Any], RoundTrips]]:
     """The examples on a LocalBroker over a counted RedisMachineMemory, warmed up with ``kind``.
 
     The memory is built by ``from_settings`` over the runtime's own client (closed after the
-    block); the warm-up's calls and samples are forgotten, and ``trips`` counts only while
-    installed.
+    block), wrapped by ``wrap`` when given; the warm-up's calls and samples are forgotten, and
+    ``trips`` counts only while installed.
     """
     from tasks.store.connections import redis_client
     from tasks.store.memory import RedisMachineMemory
 
     client = redis_client(settings)
     trips = RoundTrips()
-    memory = CountingMemory(RedisMachineMemory.from_settings(settings, client), trips)
+    inner = RedisMachineMemory.from_settings(settings, client)
+    memory = CountingMemory(wrap(inner) if wrap is not None else inner, trips)
     broker, wrapped = timed_broker(memory)
     try:
         run_workflows(broker, WORKFLOWS[kind], WARMUP)

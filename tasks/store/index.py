@@ -30,7 +30,8 @@ SWEEP_BATCH = 1000
 #: Sweep calls one count makes at most (a count after a long pause may find many expired).
 SWEEP_ROUNDS = 10
 
-#: Members read per round trip while scanning (summary hashes pipelined per batch).
+#: Most members read per round trip while scanning (summary hashes pipelined per batch); a
+#: listing reads a page's worth first and grows its batches from there.
 SCAN_BATCH = 500
 
 _FIELDS = ("orchestrator", "version", "status", "started", "updated", "parent", "expires")
@@ -72,19 +73,16 @@ class RedisIndex:
     def sweep(self, now_ms: int | None = None, limit: int = SWEEP_BATCH) -> int:
         """Remove up to ``limit`` workflows whose record expired from every index set; how many."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        before, after = keys.SUMMARY_KEY_PARTS
         return int(
             self._sweep(
                 keys=[keys.INDEX_EXPIRING, keys.INDEX_ALL],
                 args=[
                     now_ms,
                     limit,
-                    before,
-                    after,
                     keys.INDEX_STATUS_PREFIX,
                     keys.INDEX_ORCHESTRATOR_PREFIX,
                     keys.INDEX_PARENT_PREFIX,
-                    *STATUSES,
+                    keys.INDEX_MEMBER_SEPARATOR,
                 ],
             )
         )
@@ -147,13 +145,15 @@ class RedisIndex:
         position, passed = (score, offset) if score is not None else (None, 0)
         more = True
         now_ms = int(time.time() * 1000)
+        size = min(SCAN_BATCH, limit + 1)  # a page's worth first, then larger batches
         while more and len(items) < limit:
             start = passed if position is not None and position == high else 0
             batch: list[tuple[Any, float]] = self._client.zrevrangebyscore(  # type: ignore[assignment]
-                key, _bound(high), _bound(low), start=start, num=SCAN_BATCH, withscores=True
+                key, _bound(high), _bound(low), start=start, num=size, withscores=True
             )
             members = [(_text(member), int(member_score)) for member, member_score in batch]
-            more = len(members) == SCAN_BATCH
+            more = len(members) == size
+            size = min(SCAN_BATCH, size * 4)
             rows = self.rows([subject for subject, _ in members], now_ms)
             for index, ((subject, member_score), row) in enumerate(zip(members, rows, strict=True)):
                 if member_score == position:

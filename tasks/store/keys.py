@@ -23,8 +23,9 @@ Key schema (``<s>`` is the orchestration subject, used verbatim)::
     orch:index:orch:<name>       zset   subjects of one orchestrator by updated ms
     orch:index:orch:<name>:<ver> zset   subjects of one orchestrator version by updated ms
     orch:index:parent:<p>        zset   subjects of the children of workflow <p> by updated ms
-    orch:index:expiring          zset   subjects of finished workflows scored by when their record
-                                        expires (epoch ms): the work list of sweep_index.lua
+    orch:index:expiring          zset   "<s>|<status>|<name>|<version>|<parent>" of finished
+                                        workflows, scored by when their keys expire (epoch ms):
+                                        the work list of sweep_index.lua
     orch:replays:<event id>      string replays of a dead-lettered event being replayed (1 day),
                                         stamped on its new dead letter if it fails again
     orch:timers                  zset   "<s>|<timer id>" scored by due time (epoch ms): the
@@ -48,9 +49,9 @@ The search index. Per-workflow keys (history, summary) carry the ``{<s>}`` tag l
 so on a Redis Cluster they live in the workflow's slot. The cross-workflow index is a few sorted
 sets, all scored by the last update, so a listing is a ``ZREVRANGEBYSCORE`` of the most selective
 one with the other filters checked on the summary hashes. Redis does not expire set members: a
-finished workflow's members are removed by ``sweep_index.lua`` once its record expired (its
-summary outlives the record by :data:`INDEX_GRACE_S` for that purpose), and a listing that meets
-a member whose summary is gone or past ``expires`` skips it and removes it. The write script
+finished workflow's members are removed by ``sweep_index.lua`` once its keys expired (its
+``orch:index:expiring`` member names the sets holding it, since its summary is gone by then), and
+a listing that meets a member whose summary is gone or past ``expires`` skips it and removes it. The write script
 touches the cross-workflow sets in the same call as the record, as it already does the timer
 index: on a Cluster these few keys would need a slot of their own and a second call.
 
@@ -135,9 +136,6 @@ def summary(subject: str) -> str:
     return f"{_subject_tag(subject)}:summary"
 
 
-#: The text before and after the subject in :func:`summary` (sweep_index.lua builds the name).
-SUMMARY_KEY_PARTS = (f"{PREFIX}:{{", "}:summary")
-
 #: Prefix of the cross-workflow index sorted sets.
 INDEX_PREFIX = f"{PREFIX}:index:"
 
@@ -156,9 +154,8 @@ INDEX_ORCHESTRATOR_PREFIX = f"{INDEX_PREFIX}orch:"
 #: Prefix of the per-parent sets.
 INDEX_PARENT_PREFIX = f"{INDEX_PREFIX}parent:"
 
-#: Seconds a finished workflow's summary outlives its record, so the sweep still knows which
-#: index sets hold it.
-INDEX_GRACE_S = 86400
+#: Separates the fields of an :data:`INDEX_EXPIRING` member (never in a subject, name or version).
+INDEX_MEMBER_SEPARATOR = "|"
 
 
 def index_status(status: str) -> str:

@@ -293,38 +293,9 @@ class RedisMachineMemory:
         """
         require_subject(subject, "write")
         require_record(record)
-        blob = pack(record)
-        outbox_blob = pack(outbox) if outbox and event_id is not None else b""
-        args: list[bytes | str | int] = [
-            lease.token if lease is not None else "",
-            int(prev_version),
-            blob,
-            event_id if event_id is not None else "",
-            outbox_blob,
-            int(expire_after_s) if expire_after_s is not None else "",
-            _pack_timers(timers) if timers else b"",
-            keys.timer_member(subject, ""),
-            pack(history.to_dict()) if history is not None else b"",
-            self.history_limit,
-            *_index_args(subject, index),
-        ]
-        script_keys = [
-            keys.record(subject),
-            keys.consumed(subject),
-            keys.outbox(subject),
-            keys.lock_key(subject),
-            keys.timers(subject),
-            keys.TIMER_INDEX,
-            keys.history(subject),
-            keys.summary(subject),
-            keys.INDEX_ALL,
-            keys.index_status(index.status if index is not None else "running"),
-            keys.index_orchestrator(index.orchestrator if index is not None else "-"),
-            keys.index_orchestrator(index.orchestrator, index.version) if index is not None else keys.INDEX_ALL,
-            keys.INDEX_EXPIRING,
-        ]
-        if index is not None and index.parent_subject:
-            script_keys.append(keys.index_parent(index.parent_subject))
+        script_keys, args = self._write_call(
+            subject, record, prev_version, lease, event_id, outbox, expire_after_s, timers, history, index
+        )
         try:
             if self._wait_replicas:
                 code, value, acked = self._write_and_wait(script_keys, args)
@@ -352,6 +323,73 @@ class RedisMachineMemory:
                 f"Record version moved for subject={subject}: expected {prev_version}, found {value}",
             )
         return int(value)
+
+    def queue_write(
+        self,
+        pipe: redis.client.Pipeline,
+        subject: str,
+        record: dict[str, Any],
+        *,
+        prev_version: int,
+        expire_after_s: int | None = None,
+        history: HistoryEntry | None = None,
+        index: IndexFields | None = None,
+    ) -> None:
+        """Queue an unfenced :meth:`write` on ``pipe`` (bulk loading: benchmarks, migrations).
+
+        The same script as a step's write, so the loaded data is what steps would have written;
+        its ``[code, version]`` reply comes back from ``pipe.execute()``.
+        """
+        script_keys, args = self._write_call(
+            subject, record, prev_version, None, None, None, expire_after_s, None, history, index
+        )
+        self._write_script(keys=script_keys, args=args, client=pipe)
+
+    def _write_call(
+        self,
+        subject: str,
+        record: dict[str, Any],
+        prev_version: int,
+        lease: Lease | None,
+        event_id: str | None,
+        outbox: list[dict[str, Any]] | None,
+        expire_after_s: int | None,
+        timers: TimerChanges | None,
+        history: HistoryEntry | None,
+        index: IndexFields | None,
+    ) -> tuple[list[str], list[bytes | str | int]]:
+        """KEYS and ARGV of write_record.lua (its header documents them)."""
+        args: list[bytes | str | int] = [
+            lease.token if lease is not None else "",
+            int(prev_version),
+            pack(record),
+            event_id if event_id is not None else "",
+            pack(outbox) if outbox and event_id is not None else b"",
+            int(expire_after_s) if expire_after_s is not None else "",
+            _pack_timers(timers) if timers else b"",
+            keys.timer_member(subject, ""),
+            pack(history.to_dict()) if history is not None else b"",
+            self.history_limit,
+            *_index_args(subject, index),
+        ]
+        script_keys = [
+            keys.record(subject),
+            keys.consumed(subject),
+            keys.outbox(subject),
+            keys.lock_key(subject),
+            keys.timers(subject),
+            keys.TIMER_INDEX,
+            keys.history(subject),
+            keys.summary(subject),
+            keys.INDEX_ALL,
+            keys.index_status(index.status if index is not None else "running"),
+            keys.index_orchestrator(index.orchestrator if index is not None else "-"),
+            keys.index_orchestrator(index.orchestrator, index.version) if index is not None else keys.INDEX_ALL,
+            keys.INDEX_EXPIRING,
+        ]
+        if index is not None and index.parent_subject:
+            script_keys.append(keys.index_parent(index.parent_subject))
+        return script_keys, args
 
     def _write_and_wait(self, script_keys: list[str], args: list[bytes | str | int]) -> tuple[int, int, int]:
         """``EVALSHA write_record`` then ``WAIT``, in one pipeline: ``(code, value, replicas)``.
@@ -417,7 +455,7 @@ class RedisMachineMemory:
 def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
     """ARGV[11..20] of write_record.lua: the index row, or "" for no index change."""
     if index is None:
-        return ["", "", "", "", 0, 0, "", keys.INDEX_STATUS_PREFIX, subject, keys.INDEX_GRACE_S]
+        return ["", "", "", "", 0, 0, "", keys.INDEX_STATUS_PREFIX, subject, keys.INDEX_MEMBER_SEPARATOR]
     return [
         "1",
         index.status,
@@ -428,7 +466,7 @@ def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
         index.parent_subject or "",
         keys.INDEX_STATUS_PREFIX,
         subject,
-        keys.INDEX_GRACE_S,
+        keys.INDEX_MEMBER_SEPARATOR,
     ]
 
 

@@ -33,7 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from orchestrator.inspection import HistoryEntry
+from tasks.store import keys
+from tasks.store.codec import unpack
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.e2e import ORCHESTRATOR_QUEUES, SERVICE_QUEUES, wait_until
 from tests.helpers.worker import REPO_ROOT, WorkerProcess, orch_env
@@ -154,3 +158,13 @@ def test_each_workflow_is_one_trace_across_worker_processes(
         assert {s["pid"] for s in execution if s["name"].startswith("Handler<")} == {services.pid}
         worker_pids = {s["pid"] for s in in_trace} - client_pids
         assert len(worker_pids) >= 2
+
+    # Each step's history entry names the trace of its span: the workflow's.
+    client = redis.Redis.from_url(module_url)
+    try:
+        for workflow in workflows:
+            stored = client.lrange(keys.history(workflow["subject"]), 0, -1)
+            assert stored
+            assert {HistoryEntry.from_dict(unpack(item)).trace_id for item in stored} == {workflow["trace_id"]}
+    finally:
+        client.close()

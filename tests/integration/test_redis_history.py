@@ -104,26 +104,27 @@ def test_finished_workflows_expire_from_listings_and_the_sweep_removes_their_mem
     memory.write(SUBJECT, {}, prev_version=0, lease=None, history=entry(1), index=index("done"), expire_after_s=1)
     memory.write(child, {}, prev_version=0, lease=None, index=index("running", parent=SUBJECT))
     assert 0 < redis_client.ttl(keys.history(SUBJECT)) <= 1
-    assert redis_client.ttl(keys.summary(SUBJECT)) > keys.INDEX_GRACE_S
+    assert 0 < redis_client.ttl(keys.summary(SUBJECT)) <= 1  # every key of the workflow expires together
     found = RedisIndex(redis_client)
     assert found.count(WorkflowFilter(status="done")) == 1
     time.sleep(1.2)
     assert [row.subject for row in found.list(WorkflowFilter()).items] == [child]
     assert found.count(WorkflowFilter(status="done")) == 0
-    for key in (keys.INDEX_ALL, keys.index_status("done"), keys.index_orchestrator("arvo.orc.inc"), keys.INDEX_EXPIRING):
+    for key in (keys.INDEX_ALL, keys.index_status("done"), keys.index_orchestrator("arvo.orc.inc", "1.0.0")):
         assert redis_client.zscore(key, SUBJECT) is None, key
+    assert redis_client.zcard(keys.INDEX_EXPIRING) == 0
     assert not redis_client.exists(keys.summary(SUBJECT))
     # A revived (retried) workflow leaves the expiring set.
     memory.write(child, {}, prev_version=1, lease=None, index=index("failed", parent=SUBJECT), expire_after_s=60)
     memory.write(child, {}, prev_version=2, lease=None, index=index("running", parent=SUBJECT))
-    assert redis_client.zscore(keys.INDEX_EXPIRING, child) is None
+    assert redis_client.zcard(keys.INDEX_EXPIRING) == 0
     assert redis_client.ttl(keys.summary(child)) == -1
 
 
 def test_a_listing_removes_members_whose_summary_is_gone(redis_client: redis.Redis) -> None:
     memory = memory_of(redis_client)
     memory.write(SUBJECT, {}, prev_version=0, lease=None, index=index("failed"))
-    redis_client.delete(keys.summary(SUBJECT))  # as if the grace period passed with no sweep
+    redis_client.delete(keys.summary(SUBJECT))  # as if it expired before any sweep came
     found = RedisIndex(redis_client)
     assert found.list(WorkflowFilter(orchestrator="arvo.orc.inc")).items == ()
     assert redis_client.zscore(keys.index_orchestrator("arvo.orc.inc"), SUBJECT) is None

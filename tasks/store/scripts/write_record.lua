@@ -17,7 +17,9 @@
 -- KEYS[10] orch:index:status:<status>            zset  (the new status)
 -- KEYS[11] orch:index:orch:<name>                zset
 -- KEYS[12] orch:index:orch:<name>:<version>      zset
--- KEYS[13] orch:index:expiring   zset    finished workflows by record expiry, epoch ms
+-- KEYS[13] orch:index:expiring   zset    finished workflows by record expiry, epoch ms; member
+--                                         "<s>|<status>|<orchestrator>|<version>|<parent>": the
+--                                         sets sweep_index.lua removes it from once the keys are gone
 -- KEYS[14] orch:index:parent:<parent>            zset  (only for a child workflow)
 --
 -- ARGV[1]  lease token, or "" to write without a lease (no fencing)
@@ -36,7 +38,7 @@
 -- ARGV[15] started ms (kept from the first write)   ARGV[16] updated ms   ARGV[17] parent or ""
 -- ARGV[18] "orch:index:status:": the old status's set is built from it (moved out of)
 -- ARGV[19] the subject (the member in the index sets)
--- ARGV[20] seconds the summary outlives the record, for sweep_index.lua
+-- ARGV[20] "|": the separator of the fields of an orch:index:expiring member
 --
 -- The history entry and the index row are written by the same call as the state they describe:
 -- an entry exists exactly when its step was written, and the index never disagrees with the
@@ -89,12 +91,18 @@ if ARGV[9] ~= "" then
 end
 
 local indexed = ARGV[11] ~= ""
+local sep = ARGV[20]
 if indexed then
     local subject = ARGV[19]
     local updated = tonumber(ARGV[16])
-    local previous = redis.call("HGET", KEYS[8], "status")
-    if previous and previous ~= ARGV[12] then
-        redis.call("ZREM", ARGV[18] .. previous, subject)
+    local previous = redis.call("HMGET", KEYS[8], "status", "orchestrator", "version", "parent")
+    if previous[1] then
+        -- A finished workflow written again (a retry) leaves the sweep's list under its old name.
+        redis.call("ZREM", KEYS[13],
+            subject .. sep .. previous[1] .. sep .. previous[2] .. sep .. previous[3] .. sep .. (previous[4] or ""))
+        if previous[1] ~= ARGV[12] then
+            redis.call("ZREM", ARGV[18] .. previous[1], subject)
+        end
     end
     redis.call("HSETNX", KEYS[8], "started", ARGV[15])
     redis.call("HSET", KEYS[8], "orchestrator", ARGV[13], "version", ARGV[14], "status", ARGV[12],
@@ -121,8 +129,9 @@ if ARGV[6] ~= "" then
         local now = redis.call("TIME")
         local expires = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + ttl * 1000
         redis.call("HSET", KEYS[8], "expires", expires)
-        redis.call("EXPIRE", KEYS[8], ttl + tonumber(ARGV[20]))
-        redis.call("ZADD", KEYS[13], expires, ARGV[19])
+        redis.call("EXPIRE", KEYS[8], ttl)
+        redis.call("ZADD", KEYS[13], expires,
+            ARGV[19] .. sep .. ARGV[12] .. sep .. ARGV[13] .. sep .. ARGV[14] .. sep .. ARGV[17])
     end
 else
     redis.call("PERSIST", KEYS[1])
@@ -133,7 +142,6 @@ else
     if indexed then
         redis.call("HDEL", KEYS[8], "expires")
         redis.call("PERSIST", KEYS[8])
-        redis.call("ZREM", KEYS[13], ARGV[19])
     end
 end
 
