@@ -193,6 +193,11 @@ def lock_signal(subject: str) -> str:
     return LOCK_SIGNAL_PREFIX + lock_name(subject)
 
 
+def release_lock_keys(subject: str) -> list[str]:
+    """KEYS of release_lock.lua, in its order (the lock, its signal, outbox, history, record)."""
+    return [lock_key(subject), lock_signal(subject), outbox(subject), history(subject), record(subject)]
+
+
 def attempts(message_id: str) -> str:
     """Counter of delivery attempts of one message, so a poison message can be quarantined."""
     if not message_id:

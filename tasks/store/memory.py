@@ -217,13 +217,7 @@ class RedisMachineMemory:
         if not lease.subject:
             return False
         subject = lease.subject
-        script_keys = [
-            keys.lock_key(subject),
-            keys.lock_signal(subject),
-            keys.outbox(subject),
-            keys.history(subject),
-            keys.record(subject),
-        ]
+        script_keys = keys.release_lock_keys(subject)
         entry = pack(history.to_dict()) if history is not None else b""
         args: list[bytes | str | int] = [lease.token, SIGNAL_EXPIRE_MS, settle or "", entry, self.history_limit]
         try:

@@ -139,13 +139,7 @@ def test_release_lock_lua_releases_as_the_library_does(redis_client: redis.Redis
     assert ours.acquire(blocking=False)
     release = redis_client.register_script(scripts.load("release_lock"))
     subject = "b3Vycw=="
-    script_keys = [
-        keys.lock_key(subject),
-        keys.lock_signal(subject),
-        keys.outbox(subject),
-        keys.history(subject),
-        keys.record(subject),
-    ]
+    script_keys = keys.release_lock_keys(subject)
     assert release(keys=script_keys, args=[ours.id, SIGNAL_EXPIRE_MS, "", "", 1000]) == 0
 
     for subject in ("dGhlaXJz", "b3Vycw=="):
