@@ -384,12 +384,12 @@ def measure_context_redis(target_bytes: int, workflows: int, redis_url: str) -> 
             timer.clear()
         admin.config_resetstat()
         seconds = run_workflows(broker, workflow, workflows - 1)
-        last = broker.run(init_event(workflow))
+        steps = Steps.of(timers, workflows - 1, seconds)
+        last = broker.run(init_event(workflow))  # its subject names the record measured
         stats = _server_stats(admin)
         if last is None or last.data != workflow.expected:
             raise RuntimeError(f"the carry workflow did not complete as expected over Redis: {last}")
-        steps = Steps.of(timers, workflows - 1, seconds)
-        count = len(steps.init_ns) + len(steps.other_ns) + CARRY_TICKS + 1  # and the last workflow's
+        count = len(Steps.of(timers, workflows, seconds).other_ns) + workflows  # every step since the reset
         return {
             **steps.summary(),
             "bytes_in_per_step": round(stats["net_input_bytes"] / count),
