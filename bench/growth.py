@@ -88,13 +88,9 @@ class StepTimer(TimedHandler):
         super().__init__(inner)
         self.init_ns: list[int] = []
 
-    def execute(self, event: Any) -> Any:
-        """Delegate to the wrapped handler, timing the call; init steps go to ``init_ns``."""
-        start = time.perf_counter_ns()
-        produced = self.inner.execute(event)
-        elapsed = time.perf_counter_ns() - start
-        (self.init_ns if event.type == self.source else self.samples_ns).append(elapsed)
-        return produced
+    def record(self, event: Any, elapsed_ns: int) -> None:
+        """Keep one call's time; an init step's goes to ``init_ns``."""
+        (self.init_ns if event.type == self.source else self.samples_ns).append(elapsed_ns)
 
     def clear(self) -> None:
         """Forget the warm-up."""

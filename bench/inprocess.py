@@ -150,8 +150,12 @@ class TimedHandler:
         """Delegate to the wrapped handler, timing the call."""
         start = time.perf_counter_ns()
         produced = self.inner.execute(event)
-        self.samples_ns.append(time.perf_counter_ns() - start)
+        self.record(event, time.perf_counter_ns() - start)
         return produced
+
+    def record(self, event: Any, elapsed_ns: int) -> None:
+        """Keep one call's time (outside the timed span; a subclass may sort by event)."""
+        self.samples_ns.append(elapsed_ns)
 
 
 @dataclass
