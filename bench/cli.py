@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import common
 
-PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers", "inspect", "sentinel")
+PARTS = ("inprocess", "distributed", "contention", "redis-cost", "timers", "inspect", "sentinel", "growth")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,6 +96,24 @@ def parser() -> argparse.ArgumentParser:
     sentinel.add_argument("--workflows", type=positive, default=300, help="increment workflows per round (default 300)")
     sentinel.add_argument("--rounds", type=positive, default=5, help="interleaved WAIT 0 / WAIT 1 rounds (default 5)")
     sentinel.add_argument("--json", type=Path, default=None)
+
+    growth = sub.add_parser(
+        "growth", help="how cost grows: fan-out width 10/100/1000 (with --arvo, against the original), "
+        "1,000 vs 100,000 live workflows, 1 KB vs 100 KB contexts",
+    )
+    growth.add_argument("--rounds", type=positive, default=3, help="rounds; the median is reported (default 3)")
+    growth.add_argument(
+        "--steps", type=positive, default=6000, help="orchestrator steps per width and round, about (default 6000)"
+    )
+    growth.add_argument(
+        "--live", type=positive, default=100_000, help="unfinished workflows compared with 1,000 (default 100000)"
+    )
+    growth.add_argument(
+        "--arvo", type=Path, default=None, metavar="FOLDER",
+        help="the original's benchmark folder: its fan-out at the same widths, interleaved with ours",
+    )
+    growth.add_argument("--no-redis", action="store_true", help="skip the context sizes over a private redis-server")
+    growth.add_argument("--json", type=Path, default=None)
     return top
 
 
@@ -161,6 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import sentinel
 
         sentinel.main(args.workflows, args.rounds, args.json)
+    elif args.part == "growth":
+        from bench import growth
+        from bench.inprocess import ArvoError
+
+        try:
+            growth.main(args.rounds, args.steps, args.live, args.json, arvo=args.arvo, redis=not args.no_redis)
+        except (growth.GrowthError, ArvoError) as error:
+            print(f"python -m bench growth: {error}", file=sys.stderr)
+            return error.exit_code
     return 0
 
 

@@ -150,8 +150,12 @@ class TimedHandler:
         """Delegate to the wrapped handler, timing the call."""
         start = time.perf_counter_ns()
         produced = self.inner.execute(event)
-        self.samples_ns.append(time.perf_counter_ns() - start)
+        self.record(event, time.perf_counter_ns() - start)
         return produced
+
+    def record(self, event: Any, elapsed_ns: int) -> None:
+        """Keep one call's time (outside the timed span; a subclass may sort by event)."""
+        self.samples_ns.append(elapsed_ns)
 
 
 @dataclass
@@ -263,19 +267,25 @@ def arvo_figures(document: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     Raises:
         ArvoError: a workflow or a figure is missing from the document.
     """
-    results = document.get("results") or []
-    figures: dict[str, dict[str, float]] = {}
-    for kind, variant in ARVO_VARIANTS.items():
-        found = [r for r in results if r.get("variant") == variant and r.get("mode") == ARVO_MODE]
-        if not found:
-            raise ArvoError(f"the original's results have no {variant!r} {ARVO_MODE} run")
-        result = found[0]
-        try:
-            figures[kind] = {figure.name: float(result[figure.arvo_key]) for figure in COMPARED}
-            figures[kind]["orchestrator_steps_per_workflow"] = result["orchestrator_executions"] / result["N"]
-            figures[kind]["handler_calls_per_workflow"] = result["handler_executions"] / result["N"]
-        except KeyError as missing:
-            raise ArvoError(f"the original's {variant!r} result has no {missing}") from None
+    return {kind: arvo_result(document, variant) for kind, variant in ARVO_VARIANTS.items()}
+
+
+def arvo_result(document: Mapping[str, Any], variant: str) -> dict[str, float]:
+    """Our compared figures of one of the original's variants (``simple``, ``fanout``) in ``document``.
+
+    Raises:
+        ArvoError: the variant or a figure is missing from the document.
+    """
+    found = [r for r in document.get("results") or [] if r.get("variant") == variant and r.get("mode") == ARVO_MODE]
+    if not found:
+        raise ArvoError(f"the original's results have no {variant!r} {ARVO_MODE} run")
+    result = found[0]
+    try:
+        figures = {figure.name: float(result[figure.arvo_key]) for figure in COMPARED}
+        figures["orchestrator_steps_per_workflow"] = result["orchestrator_executions"] / result["N"]
+        figures["handler_calls_per_workflow"] = result["handler_executions"] / result["N"]
+    except KeyError as missing:
+        raise ArvoError(f"the original's {variant!r} result has no {missing}") from None
     return figures
 
 
@@ -317,13 +327,25 @@ class ArvoBench:
         Raises:
             ArvoError: the script failed or wrote no usable JSON.
         """
+        return arvo_figures(self.document(workflows, warmup))
+
+    def document(self, workflows: int, warmup: int, *extra: str) -> dict[str, Any]:
+        """One run of the original's benchmark; its whole JSON document.
+
+        ``extra`` arguments go to its ``bench.js`` after the ``run`` script's own (which passes
+        ``--variants simple,fanout``; a later ``--variants fanout --k 100`` wins, as ``bench.js``
+        keeps the last value of an option).
+
+        Raises:
+            ArvoError: the script failed or wrote no usable JSON.
+        """
         if self._tmp is None:
             raise RuntimeError("ArvoBench.run outside its `with` block")
         out = self._tmp / "arvo.json"
         out.unlink(missing_ok=True)
         env = {**os.environ, "ARVO_ANCHOR_HOME": str(self._tmp / "home")}
         command = [str(self.script), "--n", str(workflows), "--warmup", str(warmup), "--otel", ARVO_OTEL,
-                   "--json-out", str(out)]
+                   "--json-out", str(out), *extra]
         try:
             done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         except OSError as error:
@@ -332,7 +354,7 @@ class ArvoBench:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise ArvoError(f"--arvo {self.folder}: `run` failed (exit code {done.returncode}): {last}")
         try:
-            document = json.loads(out.read_text(encoding="utf-8"))
+            document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
         except ValueError as error:
             raise ArvoError(f"--arvo {self.folder}: `run` wrote invalid JSON: {error}") from None
         meta = document.get("meta", {})
@@ -342,7 +364,7 @@ class ArvoBench:
         rss = (document.get("process_memory_end") or {}).get("rss")
         if isinstance(rss, int | float):
             self.rss_mb.append(rss / 2**20)
-        return arvo_figures(document)
+        return document
 
 
 # --------------------------------------------------------------------------- comparison

@@ -84,6 +84,7 @@ class FanoutMachine(ArvoMachine):
         if self.context.received == 0:
             for value in self.context.values:
                 self.emit("com.number.double", {"value": value})
+            self.context.values = []
 
     def add_reply(self, data: dict[str, Any]) -> None:
         self.context.received += 1
