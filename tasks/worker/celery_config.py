@@ -16,6 +16,8 @@ from typing import Any
 from config.settings import RedisEndpoint, Settings, parse_redis_url
 from tasks.store import keys
 from tasks.worker.consumer import DeadLetteringConsumer
+from tasks.worker.kombu_amqp import SSLTransport as ConfirmBatchingAmqpsTransport
+from tasks.worker.kombu_amqp import Transport as ConfirmBatchingAmqpTransport
 from tasks.worker.kombu_redis import Transport as ReliableRedisTransport
 
 #: The only content types a worker deserializes. Pickle is registered in kombu but never
@@ -79,6 +81,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # this subclass reserves atomically and dead-letters such items (see its docstring).
         # kombu takes a transport class as well as a name.
         config["broker_transport"] = ReliableRedisTransport
+    elif settings.broker.is_amqp:
+        # kombu's py-amqp transport plus batched publisher confirms: a step's events are all
+        # published, then their confirms awaited once (see tasks.worker.kombu_amqp).
+        config["broker_transport"] = (
+            ConfirmBatchingAmqpsTransport if settings.broker.scheme == "amqps" else ConfirmBatchingAmqpTransport
+        )
     broker_tls = _verified_tls(settings.broker)
     if broker_tls is not None:
         config["broker_use_ssl"] = broker_tls
