@@ -52,6 +52,35 @@ def process_cpu_s(pid: int) -> float | None:
         return None
 
 
+def parse_machine_stat(text: str, ticks: int = CLOCK_TICKS) -> float:
+    """Busy CPU seconds of the whole machine, every core, from the text of ``/proc/stat``.
+
+    Busy = user + nice + system + irq + softirq + steal of the ``cpu`` line (idle and iowait
+    are not); guest time is already counted in user.
+
+    Raises:
+        ValueError: no ``cpu`` line.
+    """
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu" and len(fields) >= 9:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[1:9])
+            return (user + nice + system + irq + softirq + steal) / ticks
+    raise ValueError("no cpu line in /proc/stat")
+
+
+def machine_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (:func:`parse_machine_stat`), 0 if unreadable."""
+    try:
+        return parse_machine_stat(Path("/proc/stat").read_text())
+    except (OSError, ValueError):
+        return 0.0
+
+
+#: The name under which :class:`Meter` reports the whole machine's busy CPU.
+MACHINE = "machine"
+
+
 def children(pid: int) -> list[int]:
     """Direct children of a process (a prefork worker's pool processes)."""
     try:
@@ -104,6 +133,9 @@ def rabbitmq_pid() -> int:
 class Meter:
     """CPU seconds of named groups of processes between :meth:`start` and :meth:`stop`.
 
+    The whole machine's busy CPU (every core, every process) is read too, as :data:`MACHINE`: it
+    tells whether the cores were full, and how much of them went to processes not measured here.
+
     Args:
         groups: name -> the pids of that group.
         with_children: the groups whose processes' children count too (a prefork worker's pool);
@@ -116,7 +148,9 @@ class Meter:
     started_at: float = 0.0
 
     def _read(self) -> dict[str, float]:
-        return {name: group_cpu_s(pids, with_children=name in self.with_children) for name, pids in self.groups.items()}
+        read = {name: group_cpu_s(pids, with_children=name in self.with_children) for name, pids in self.groups.items()}
+        read[MACHINE] = machine_busy_s()
+        return read
 
     def start(self) -> None:
         """Take the first reading."""

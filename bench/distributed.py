@@ -314,6 +314,12 @@ def cpu_figures(usage: list[dict[str, float]], runs: list[DriveResult], executio
     names = [name for name in usage[0] if name not in ("wall_s", *REDIS_COUNTERS)] if usage else []
     totals = {name: sum(each[name] for each in usage) for name in names}
     figures: dict[str, Any] = {"wall_s": round(wall, 2), "steps": round(steps), **cpu.shares(wall, totals, steps)}
+    if cpu.MACHINE in totals:
+        # Busy CPU of the machine outside the processes measured here (the other system's idle
+        # workers, other jobs on a shared machine), and the cores there are.
+        others = totals[cpu.MACHINE] - sum(value for name, value in totals.items() if name != cpu.MACHINE)
+        figures["others"] = cpu.shares(wall, {"others": max(0.0, others)}, steps)["others"]
+        figures["cores"] = os.cpu_count() or 1
     for name, percent in background.items():
         net = max(0.0, totals.get(name, 0.0) - percent / 100 * wall)
         figures[name]["background_cpu_percent"] = percent
@@ -368,6 +374,10 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
             )
             stripped = raw_celery.stock_config(Settings(broker_url=broker_url, redis_url=redis_url))[1]
             results["config"]["raw_baseline_without"] = stripped
+            if broker == "amqp":
+                from bench import amqp_cost
+
+                results["publish_cost"] = amqp_cost.measure(broker_url)
             # One worker count: each layout in turn, as always. Both: every layout in every round.
             batches = [layouts] if len(workers) > 1 else [[name] for name in layouts]
             for batch in batches:
@@ -474,6 +484,8 @@ def cpu_markdown(data: dict[str, Any]) -> str:
                 rows.append([
                     layout, shape, system, got["workflows_per_s"], _cpu_cell(figures, "workers"),
                     _cpu_cell(figures, "driver"), _cpu_cell(figures, "redis"), _cpu_cell(figures, "rabbitmq"),
+                    _cpu_cell(figures, "others"),
+                    f"{figures['machine']['cpu_percent']:.0f}% of {figures['cores'] * 100}%" if "machine" in figures else "–",
                     f"{figures.get('redis_info_cpu_us_per_step', 0):,.0f} / {figures.get('redis_command_us_per_step', 0):,.0f}"
                     f" / {figures.get('redis_commands_per_step', 0):.1f}",
                     f"{held.get('redis_steps_per_s_per_primary') or 0:,}",
@@ -483,6 +495,7 @@ def cpu_markdown(data: dict[str, Any]) -> str:
         return ""
     table = common.table(
         ["layout", "workflow", "system", "workflows/s", "workers CPU % (µs/step)", "driver", "Redis", "RabbitMQ node",
+         "other processes", "machine busy",
          "Redis INFO cpu µs / command µs / commands, per step", "steps/s per Redis primary", "steps/s per RabbitMQ core"],
         rows,
     )
@@ -501,7 +514,9 @@ def cpu_markdown(data: dict[str, Any]) -> str:
         "streams with RabbitMQ); RabbitMQ node = its beam.smp, shared with anything else using it: net = minus its "
         "background CPU read with no bench traffic. Steps/s per Redis primary = 1e6 / Redis CPU µs per step (Redis "
         "executes commands on one thread, so one core); per RabbitMQ core = 1e6 / its net µs per step (it uses "
-        "every core it has)."
+        "every core it has). other processes = the machine's busy CPU (`/proc/stat`) minus the processes above: "
+        "the other system's idle workers and whatever else runs on the machine; machine busy = all of it, out of "
+        "100% per core."
     )
     text = f"{table}\n\n{notes}\n"
     if split:
@@ -586,6 +601,10 @@ def markdown(data: dict[str, Any]) -> str:
     )
     scaled = scaling_markdown(data)
     spent = cpu_markdown(data)
+    if "publish_cost" in data:
+        from bench import amqp_cost
+
+        spent += f"\n#### What a confirmed publish to RabbitMQ costs\n\n{amqp_cost.markdown(data['publish_cost'])}\n"
     return (f"{head}{body}\n\nTarget {data['target']}: {verdict}.\n\n{unloaded}\n\n{notes}\n\n"
             + (f"#### One worker process against two\n\n{scaled}\n" if scaled else "")
             + (f"#### Where the CPU went\n\n{spent}\n" if spent else "")

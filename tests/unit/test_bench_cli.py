@@ -226,3 +226,73 @@ def test_distributed_refuses_an_unknown_broker_in_one_line(capsys: pytest.Captur
 
     assert exit_info.value.code == 2
     assert "invalid choice: 'kafka'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["3", "0", "1,3", "two", ""])
+def test_distributed_refuses_a_bad_worker_count_in_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["distributed", "--workers", value])
+
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"expected 1, 2 or 1,2 worker processes, got {value!r}" in error
+
+
+@pytest.mark.parametrize(("value", "counts", "layout", "layouts"), [
+    ("2", (2,), "both", ["split", "shared"]),
+    ("1", (1,), "both", ["single"]),
+    ("2,1", (1, 2), "shared", ["single", "shared"]),
+    ("1,2", (1, 2), "both", ["single", "split", "shared"]),
+])
+def test_worker_counts_choose_the_layouts(value: str, counts: tuple[int, ...], layout: str, layouts: list[str]) -> None:
+    from bench.cli import worker_counts
+    from bench.distributed import layouts_for
+
+    assert worker_counts(value) == counts
+    assert layouts_for(counts, layout) == layouts
+
+
+def test_cpu_time_is_read_after_the_last_parenthesis_of_the_command_name() -> None:
+    from bench.cpu import parse_stat
+
+    # A command name may hold spaces and parentheses: fields are counted from the last ")".
+    line = "4242 (celery (worker) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 3 4 20 0 3 0 99 1000 50"
+
+    assert parse_stat(line, ticks=100) == pytest.approx(4.0)  # (250 + 150) ticks
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_stat("garbage")
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_stat("1 (short) S 1 2")
+
+
+def test_the_rabbitmq_pid_is_read_from_rabbitmqctl_json() -> None:
+    from bench.cpu import parse_rabbitmq_pid
+
+    assert parse_rabbitmq_pid('{"pid": 2963, "os": "Linux"}') == 2963
+    with pytest.raises(ValueError, match="no pid"):
+        parse_rabbitmq_pid('{"os": "Linux"}')
+    with pytest.raises(ValueError, match="no pid"):
+        parse_rabbitmq_pid("Error: unable to perform an operation on node")
+
+
+def test_cpu_shares_and_the_split_between_orchestrator_and_service_steps() -> None:
+    from bench.cpu import shares, split_per_step
+
+    assert shares(2.0, {"redis": 0.5, "workers": 1.5}, steps=1000) == {
+        "redis": {"cpu_percent": 25.0, "cpu_us_per_step": 500.0},
+        "workers": {"cpu_percent": 75.0, "cpu_us_per_step": 1500.0},
+    }
+    assert shares(0.0, {"redis": 0.5}, steps=0) == {"redis": {"cpu_percent": 0.0, "cpu_us_per_step": 0.0}}
+    # 100 µs per orchestrator step, 50 per service step: increment 3*100 + 2*50, fan-out 11*100 + 10*50.
+    assert split_per_step(400.0, 1600.0) == pytest.approx((100.0, 50.0))
+    assert split_per_step(400.0, 4000.0) is None  # no positive solution: too noisy to separate
+
+
+def test_the_machine_busy_time_counts_every_state_but_idle_and_iowait() -> None:
+    from bench.cpu import parse_machine_stat
+
+    text = "cpu  100 10 50 9000 40 5 5 2 0 0\ncpu0 50 5 25 4500 20 2 3 1 0 0\nintr 1 2 3\n"
+
+    assert parse_machine_stat(text, ticks=100) == pytest.approx((100 + 10 + 50 + 5 + 5 + 2) / 100)
+    with pytest.raises(ValueError, match="no cpu line"):
+        parse_machine_stat("intr 1 2 3\n")
