@@ -164,11 +164,11 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
 
 def measure_layouts(layouts: list[str], pool: str, redis_url: str, counts: dict[str, int], inflight: int,
                     rounds: int, scratch: Path, broker_url: str | None = None) -> dict[str, dict[str, Any]]:
-    """Every system's workers of every given layout up at once (idle ones only wait), rounds interleaved.
+    """Both systems' workers of a layout up at once (idle ones only wait), rounds interleaved.
 
     Why interleaved: the machine is shared and its load drifts; alternating the systems (and the
-    layouts, e.g. one worker process against two) within each round, in reverse order in even
-    rounds, makes drift hit all of them alike.
+    layouts, e.g. one worker process against two, see :func:`_turns`) within each round, in
+    reverse order in even rounds, makes drift hit all of them alike.
 
     During each measured run the CPU time of that run's workers, of this process (the driver),
     of the private Redis and, with a RabbitMQ broker, of the RabbitMQ node is read from ``/proc``
@@ -179,10 +179,9 @@ def measure_layouts(layouts: list[str], pool: str, redis_url: str, counts: dict[
     broker_url = broker_url or redis_url
     amqp = broker_url != redis_url
     found_systems = systems(redis_url, broker_url)
-    setups = [(layout, name) for layout in layouts for name in found_systems]
     client = url_client(redis_url)
     runs: dict[tuple[str, str, str], list[DriveResult]] = {
-        (layout, name, shape): [] for layout, name in setups for shape in counts
+        (layout, name, shape): [] for layout in layouts for name in found_systems for shape in counts
     }
     usage: dict[tuple[str, str, str], list[dict[str, float]]] = {key: [] for key in runs}
     unloaded: dict[tuple[str, str], DriveResult] = {}
@@ -191,39 +190,39 @@ def measure_layouts(layouts: list[str], pool: str, redis_url: str, counts: dict[
     if amqp:
         servers["rabbitmq"] = [cpu.rabbitmq_pid()]
     dead_before = int(client.xlen(DEAD_LETTERS))
+    background = _background(servers) if amqp else {}
     try:
-        with contextlib.ExitStack() as stack:
-            started = {
-                (layout, name): stack.enter_context(procs.workers(
-                    system.app_module, system.queue_sets(layout), pool=pool, redis_url=redis_url,
-                    probe_dir=scratch / f"{layout}-{name}", settings={"broker_url": broker_url},
-                ))
-                for layout, name in setups for system in [found_systems[name]]
-            }
-            background = _background(servers) if amqp else {}
-            for layout, name in setups:
-                system = found_systems[name]
-                for shape, count in WARMUP.items():
-                    _drive(system, client, shape, count, inflight)
-                unloaded[layout, name] = _drive(system, client, "increment", UNLOADED, 1)
-            for index in range(rounds):
-                order = setups if index % 2 == 0 else list(reversed(setups))
-                for layout, name in order:
-                    groups = {"workers": [w.process.pid for w in started[layout, name]], "driver": [os.getpid()],
-                              **servers}
-                    for shape, count in counts.items():
-                        meter = cpu.Meter(groups, with_children=frozenset({"workers"}))
-                        before = _redis_counters(client)
-                        meter.start()
-                        result = _drive(found_systems[name], client, shape, count, inflight)
-                        wall, used = meter.stop()
-                        after = _redis_counters(client)
-                        runs[layout, name, shape].append(result)
-                        usage[layout, name, shape].append(
-                            {"wall_s": wall, **used, **{key: after[key] - before[key] for key in after}})
-                        print(f"  distributed {layout} round {index + 1}/{rounds} {name} {shape}: "
-                              f"{result.workflows_per_s:.1f} workflows/s", flush=True)
-            rss = {key: [worker.rss_mb() for worker in group] for key, group in started.items()}
+        for layout, indices in _turns(layouts, rounds):
+            with contextlib.ExitStack() as stack:
+                started = {
+                    name: stack.enter_context(procs.workers(
+                        system.app_module, system.queue_sets(layout), pool=pool, redis_url=redis_url,
+                        probe_dir=scratch / f"{layout}-{name}", settings={"broker_url": broker_url},
+                    ))
+                    for name, system in found_systems.items()
+                }
+                for name, system in found_systems.items():
+                    for shape, count in WARMUP.items():
+                        _drive(system, client, shape, count, inflight)
+                    if (layout, name) not in unloaded:
+                        unloaded[layout, name] = _drive(system, client, "increment", UNLOADED, 1)
+                for index in indices:
+                    order = list(found_systems) if index % 2 == 0 else list(reversed(found_systems))
+                    for name in order:
+                        groups = {"workers": [w.process.pid for w in started[name]], "driver": [os.getpid()], **servers}
+                        for shape, count in counts.items():
+                            meter = cpu.Meter(groups, with_children=frozenset({"workers"}))
+                            before = _redis_counters(client)
+                            meter.start()
+                            result = _drive(found_systems[name], client, shape, count, inflight)
+                            wall, used = meter.stop()
+                            after = _redis_counters(client)
+                            runs[layout, name, shape].append(result)
+                            usage[layout, name, shape].append(
+                                {"wall_s": wall, **used, **{key: after[key] - before[key] for key in after}})
+                            print(f"  distributed {layout} round {index + 1}/{rounds} {name} {shape}: "
+                                  f"{result.workflows_per_s:.1f} workflows/s", flush=True)
+                rss.update({(layout, name): [worker.rss_mb() for worker in group] for name, group in started.items()})
         dead_letters = int(client.xlen(DEAD_LETTERS)) - dead_before
     finally:
         client.close()
@@ -263,6 +262,21 @@ def measure_layouts(layouts: list[str], pool: str, redis_url: str, counts: dict[
             }
         measured[layout] = found
     return measured
+
+
+def _turns(layouts: list[str], rounds: int) -> list[tuple[str, list[int]]]:
+    """When each layout's workers are up, and for which rounds.
+
+    One layout: its workers stay up for every round. Several: the layouts' workers would share
+    the systems' queues (a ``single`` worker and the two ``shared`` ones all serve every queue),
+    so an idle layout's workers would take the measured one's messages; each layout's workers
+    are started for its turn in each round instead (in reverse order in even rounds) and
+    stopped after it, each turn with its own warm-up.
+    """
+    if len(layouts) == 1:
+        return [(layouts[0], list(range(rounds)))]
+    return [(layout, [index]) for index in range(rounds)
+            for layout in (layouts if index % 2 == 0 else list(reversed(layouts)))]
 
 
 #: Seconds over which the RabbitMQ node's CPU is read before the rounds, with no bench traffic.

@@ -296,3 +296,12 @@ def test_the_machine_busy_time_counts_every_state_but_idle_and_iowait() -> None:
     assert parse_machine_stat(text, ticks=100) == pytest.approx((100 + 10 + 50 + 5 + 5 + 2) / 100)
     with pytest.raises(ValueError, match="no cpu line"):
         parse_machine_stat("intr 1 2 3\n")
+
+
+def test_one_layout_keeps_its_workers_up_and_several_take_turns_in_every_round() -> None:
+    from bench.distributed import _turns
+
+    assert _turns(["shared"], 3) == [("shared", [0, 1, 2])]
+    assert _turns(["single", "shared"], 3) == [
+        ("single", [0]), ("shared", [0]), ("shared", [1]), ("single", [1]), ("single", [2]), ("shared", [2]),
+    ]
