@@ -305,3 +305,34 @@ def test_one_layout_keeps_its_workers_up_and_several_take_turns_in_every_round()
     assert _turns(["single", "shared"], 3) == [
         ("single", [0]), ("shared", [0]), ("shared", [1]), ("single", [1]), ("single", [2]), ("shared", [2]),
     ]
+
+
+def test_growth_is_each_rounds_own_ratio_and_capacity_is_one_core_over_the_cost_per_step() -> None:
+    from bench.distributed import capacity, scaling
+
+    def got(rates: list[float], redis_us: float, steps: float, beam_us: float | None = None) -> dict[str, Any]:
+        cpu: dict[str, Any] = {"redis": {"cpu_percent": 5.0, "cpu_us_per_step": redis_us}}
+        if beam_us is not None:
+            cpu["rabbitmq"] = {"cpu_percent": 9.0, "cpu_us_per_step": beam_us + 50, "cpu_us_per_step_net": beam_us}
+        return {"workflows_per_s": sorted(rates)[1], "workflows_per_s_rounds": rates,
+                "executions_per_workflow": steps, "cpu": cpu}
+
+    def system(one: list[float], beam_us: float | None = None) -> dict[str, Any]:
+        # 100 µs per orchestrator step and 50 per service step: 400 per increment, 1,600 per fan-out.
+        return {"increment": got(one, 80.0, 5, beam_us), "fanout": got(one, 1600 / 21, 21, beam_us)}
+
+    found = {
+        "single": {"raw": system([10, 20, 30]), "ours": system([10, 10, 10], beam_us=250.0)},
+        "shared": {"raw": system([15, 40, 30]), "ours": system([20, 10, 30], beam_us=250.0)},
+    }
+
+    growth = scaling(found, {"increment": 1, "fanout": 1})
+    assert growth["shared"]["raw"]["increment"]["per_round"] == [1.5, 2.0, 1.0]
+    assert growth["shared"]["raw"]["increment"]["growth"] == 1.5
+    assert growth["shared"]["ours"]["fanout"]["per_round"] == [2.0, 1.0, 3.0]
+    held = capacity(found)
+    assert held["single"]["raw"]["increment"]["redis_steps_per_s_per_primary"] == 12_500  # 1e6 / 80 µs
+    assert held["single"]["raw"]["redis_us_per_orchestrator_step"] == pytest.approx(100.0)
+    assert held["single"]["raw"]["redis_us_per_service_step"] == pytest.approx(50.0)
+    assert held["shared"]["ours"]["fanout"]["rabbitmq_steps_per_s_per_core"] == 4_000  # net of background
+    assert "rabbitmq_steps_per_s_per_core" not in held["shared"]["raw"]["fanout"]
