@@ -9,12 +9,15 @@ config uses this transport for ``amqp://`` brokers and the raw bench baseline do
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Iterator
+from importlib.metadata import version
 
+import amqp
 import pytest
 from amqp.exceptions import MessageNacked
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue, messaging
 from kombu.exceptions import OperationalError
 
 from config.settings import Settings
@@ -107,3 +110,12 @@ def test_the_runtime_publishes_to_rabbitmq_through_this_transport(url: str, tran
 
     assert celery_config(settings)["broker_transport"] is transport
     assert "broker_transport" not in stock_config(settings)[0]  # the bench baseline stays stock kombu
+
+
+def test_the_internals_the_transport_relies_on_are_still_there() -> None:
+    broke = f"kombu {version('kombu')} / amqp {version('amqp')} changed {{}}: revisit tasks/worker/kombu_amqp.py"
+    parameters = list(inspect.signature(amqp.Channel._basic_publish).parameters)
+    assert parameters[:8] == ["self", "msg", "exchange", "routing_key", "mandatory", "immediate", "timeout",
+                              "confirm_timeout"], broke.format("Channel._basic_publish")
+    assert "events" in inspect.getsource(amqp.Channel._on_basic_ack), broke.format("how acks reach listeners")
+    assert "create_publish_batch" in inspect.getsource(messaging), broke.format("the Producer.batch() hook")
