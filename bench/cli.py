@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
         help="redis: the private Redis is broker and state; amqp: a fresh vhost of RabbitMQ is the broker of both "
         "systems, Redis their state (default redis)",
     )
+    dist.add_argument(
+        "--workers", type=worker_counts, default=(2,), metavar="1|2|1,2",
+        help="worker processes per system: 2 (default; --layout decides which queues each serves), 1 (one process "
+        "serving every queue), or 1,2 (both, interleaved in every round, with the growth from 1 to 2)",
+    )
     dist.add_argument("--amqp-url", default=None, help="the RabbitMQ for --broker amqp (default amqp://guest:guest@127.0.0.1:5672)")
     dist.add_argument(
         "--without-history", action="store_true",
@@ -128,6 +133,14 @@ def positive(text: str) -> int:
     return value
 
 
+def worker_counts(text: str) -> tuple[int, ...]:
+    """``--workers``: 1, 2, or both as ``1,2``; returned sorted, without repeats."""
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or any(part not in ("1", "2") for part in parts):
+        raise argparse.ArgumentTypeError(f"expected 1, 2 or 1,2 worker processes, got {text!r}")
+    return tuple(sorted({int(part) for part in parts}))
+
+
 def positive_seconds(text: str) -> float:
     """An argument that must be a number of seconds above 0."""
     try:
@@ -157,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         distributed.main(
             args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json,
-            broker=args.broker, amqp_url=args.amqp_url, history=not args.without_history,
+            broker=args.broker, amqp_url=args.amqp_url, workers=args.workers, history=not args.without_history,
         )
     elif args.part == "contention":
         from bench import contention

@@ -28,6 +28,10 @@ CONSUMER_PATH = "tasks.worker.consumer:DeadLetteringConsumer"
 #: The reliable Redis transport (:class:`tasks.worker.kombu_redis.Transport`), by its path for the same reason.
 REDIS_TRANSPORT_PATH = "tasks.worker.kombu_redis:Transport"
 
+#: kombu's py-amqp transports with batched publisher confirms (:mod:`tasks.worker.kombu_amqp`).
+AMQP_TRANSPORT_PATH = "tasks.worker.kombu_amqp:Transport"
+AMQPS_TRANSPORT_PATH = "tasks.worker.kombu_amqp:SSLTransport"
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Build the Celery configuration of a deployment.
@@ -84,6 +88,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # this subclass reserves atomically and dead-letters such items (see its docstring).
         # kombu loads a transport by its path as well as by an alias.
         config["broker_transport"] = REDIS_TRANSPORT_PATH
+    elif settings.broker.is_amqp:
+        # kombu's py-amqp transport plus batched publisher confirms: a step's events are all
+        # published, then their confirms awaited once (see tasks.worker.kombu_amqp).
+        config["broker_transport"] = AMQPS_TRANSPORT_PATH if settings.broker.scheme == "amqps" else AMQP_TRANSPORT_PATH
     broker_tls = _verified_tls(settings.broker)
     if broker_tls is not None:
         config["broker_use_ssl"] = broker_tls

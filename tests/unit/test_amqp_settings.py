@@ -12,9 +12,12 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kombu.transport import pyamqp
+from kombu.utils.imports import symbol_by_name
 from pydantic import ValidationError
 
 from config.settings import AMQP_PORT, AMQPS_PORT, BROKER_SCHEMES, Settings, parse_redis_url
+from tasks.worker import kombu_amqp
 from tasks.worker.celery_config import celery_config
 
 
@@ -58,7 +61,9 @@ def test_any_quoted_user_password_and_vhost_come_back_unchanged(user: str, passw
 def test_celery_config_for_rabbitmq_confirms_publishes_and_drops_redis_only_options() -> None:
     config = celery_config(Settings(broker_url="amqp://guest:guest@127.0.0.1:5672//"))
     assert config["broker_transport_options"] == {"confirm_publish": True}
-    assert "broker_transport" not in config  # kombu's py-amqp transport, not the Redis fork
+    # kombu's py-amqp transport with batched confirms, not the Redis fork.
+    assert symbol_by_name(config["broker_transport"]) is kombu_amqp.Transport
+    assert issubclass(kombu_amqp.Transport, pyamqp.Transport)
     assert config["task_acks_late"] is True
     assert config["task_reject_on_worker_lost"] is True
     assert config["task_create_missing_queues"] is True

@@ -250,3 +250,113 @@ def test_without_history_our_workers_memory_drops_history_and_index(monkeypatch:
     assert isinstance(memory, NoHistory)
     memory.write("s", {}, history=b"entry", index=object(), lease="l")
     assert written == {"subject": "s", "lease": "l"}
+
+
+@pytest.mark.parametrize("value", ["3", "0", "1,3", "two", ""])
+def test_distributed_refuses_a_bad_worker_count_in_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["distributed", "--workers", value])
+
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"expected 1, 2 or 1,2 worker processes, got {value!r}" in error
+
+
+@pytest.mark.parametrize(("value", "counts", "layout", "layouts"), [
+    ("2", (2,), "both", ["split", "shared"]),
+    ("1", (1,), "both", ["single"]),
+    ("2,1", (1, 2), "shared", ["single", "shared"]),
+    ("1,2", (1, 2), "both", ["single", "split", "shared"]),
+])
+def test_worker_counts_choose_the_layouts(value: str, counts: tuple[int, ...], layout: str, layouts: list[str]) -> None:
+    from bench.cli import worker_counts
+    from bench.distributed import layouts_for
+
+    assert worker_counts(value) == counts
+    assert layouts_for(counts, layout) == layouts
+
+
+def test_cpu_time_is_read_after_the_last_parenthesis_of_the_command_name() -> None:
+    from bench.cpu import parse_stat
+
+    # A command name may hold spaces and parentheses: fields are counted from the last ")".
+    line = "4242 (celery (worker) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 150 3 4 20 0 3 0 99 1000 50"
+
+    assert parse_stat(line, ticks=100) == pytest.approx(4.0)  # (250 + 150) ticks
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_stat("garbage")
+    with pytest.raises(ValueError, match="not a /proc"):
+        parse_stat("1 (short) S 1 2")
+
+
+def test_the_rabbitmq_pid_is_read_from_rabbitmqctl_json() -> None:
+    from bench.cpu import parse_rabbitmq_pid
+
+    assert parse_rabbitmq_pid('{"pid": 2963, "os": "Linux"}') == 2963
+    with pytest.raises(ValueError, match="no pid"):
+        parse_rabbitmq_pid('{"os": "Linux"}')
+    with pytest.raises(ValueError, match="no pid"):
+        parse_rabbitmq_pid("Error: unable to perform an operation on node")
+
+
+def test_cpu_shares_and_the_split_between_orchestrator_and_service_steps() -> None:
+    from bench.cpu import shares, split_per_step
+
+    assert shares(2.0, {"redis": 0.5, "workers": 1.5}, steps=1000) == {
+        "redis": {"cpu_percent": 25.0, "cpu_us_per_step": 500.0},
+        "workers": {"cpu_percent": 75.0, "cpu_us_per_step": 1500.0},
+    }
+    assert shares(0.0, {"redis": 0.5}, steps=0) == {"redis": {"cpu_percent": 0.0, "cpu_us_per_step": 0.0}}
+    # 100 µs per orchestrator step, 50 per service step: increment 3*100 + 2*50, fan-out 11*100 + 10*50.
+    assert split_per_step(400.0, 1600.0) == pytest.approx((100.0, 50.0))
+    assert split_per_step(400.0, 4000.0) is None  # no positive solution: too noisy to separate
+
+
+def test_the_machine_busy_time_counts_every_state_but_idle_and_iowait() -> None:
+    from bench.cpu import parse_machine_stat
+
+    text = "cpu  100 10 50 9000 40 5 5 2 0 0\ncpu0 50 5 25 4500 20 2 3 1 0 0\nintr 1 2 3\n"
+
+    assert parse_machine_stat(text, ticks=100) == pytest.approx((100 + 10 + 50 + 5 + 5 + 2) / 100)
+    with pytest.raises(ValueError, match="no cpu line"):
+        parse_machine_stat("intr 1 2 3\n")
+
+
+def test_one_layout_keeps_its_workers_up_and_several_take_turns_in_every_round() -> None:
+    from bench.distributed import _turns
+
+    assert _turns(["shared"], 3) == [("shared", [0, 1, 2])]
+    assert _turns(["single", "shared"], 3) == [
+        ("single", [0]), ("shared", [0]), ("shared", [1]), ("single", [1]), ("single", [2]), ("shared", [2]),
+    ]
+
+
+def test_growth_is_each_rounds_own_ratio_and_capacity_is_one_core_over_the_cost_per_step() -> None:
+    from bench.distributed import capacity, scaling
+
+    def got(rates: list[float], redis_us: float, steps: float, beam_us: float | None = None) -> dict[str, Any]:
+        cpu: dict[str, Any] = {"redis": {"cpu_percent": 5.0, "cpu_us_per_step": redis_us}}
+        if beam_us is not None:
+            cpu["rabbitmq"] = {"cpu_percent": 9.0, "cpu_us_per_step": beam_us + 50, "cpu_us_per_step_net": beam_us}
+        return {"workflows_per_s": sorted(rates)[1], "workflows_per_s_rounds": rates,
+                "executions_per_workflow": steps, "cpu": cpu}
+
+    def system(one: list[float], beam_us: float | None = None) -> dict[str, Any]:
+        # 100 µs per orchestrator step and 50 per service step: 400 per increment, 1,600 per fan-out.
+        return {"increment": got(one, 80.0, 5, beam_us), "fanout": got(one, 1600 / 21, 21, beam_us)}
+
+    found = {
+        "single": {"raw": system([10, 20, 30]), "ours": system([10, 10, 10], beam_us=250.0)},
+        "shared": {"raw": system([15, 40, 30]), "ours": system([20, 10, 30], beam_us=250.0)},
+    }
+
+    growth = scaling(found, {"increment": 1, "fanout": 1})
+    assert growth["shared"]["raw"]["increment"]["per_round"] == [1.5, 2.0, 1.0]
+    assert growth["shared"]["raw"]["increment"]["growth"] == 1.5
+    assert growth["shared"]["ours"]["fanout"]["per_round"] == [2.0, 1.0, 3.0]
+    held = capacity(found)
+    assert held["single"]["raw"]["increment"]["redis_steps_per_s_per_primary"] == 12_500  # 1e6 / 80 µs
+    assert held["single"]["raw"]["redis_us_per_orchestrator_step"] == pytest.approx(100.0)
+    assert held["single"]["raw"]["redis_us_per_service_step"] == pytest.approx(50.0)
+    assert held["shared"]["ours"]["fanout"]["rabbitmq_steps_per_s_per_core"] == 4_000  # net of background
+    assert "rabbitmq_steps_per_s_per_core" not in held["shared"]["raw"]["fanout"]
