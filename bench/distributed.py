@@ -115,7 +115,7 @@ def systems(redis_url: str, broker_url: str) -> dict[str, System]:
             raw_celery.DONE_STREAM, start_raw, lambda _fields: False,
         ),
         "ours": System(
-            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, keys.outbox_stream(CLIENT),
+            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, keys.SINGLE.outbox_stream_of_shard(CLIENT, 0),
             start_ours, lambda fields: fields.get(b"type", b"").startswith(b"sys."),
         ),
     }

@@ -134,11 +134,11 @@ def _server_stats(admin: redis.Redis) -> dict[str, Any]:
 def _record_size(admin: redis.Redis, subject: str) -> dict[str, Any]:
     from tasks.store import keys
 
-    sizes: dict[str, Any] = {"blob_bytes": int(admin.hstrlen(keys.record(subject), "blob"))}
-    for name, key in (("record", keys.record(subject)), ("consumed", keys.consumed(subject)),
-                      ("outbox", keys.outbox(subject))):
+    sizes: dict[str, Any] = {"blob_bytes": int(admin.hstrlen(keys.SINGLE.record(subject), "blob"))}
+    for name, key in (("record", keys.SINGLE.record(subject)), ("consumed", keys.SINGLE.consumed(subject)),
+                      ("outbox", keys.SINGLE.outbox(subject))):
         sizes[f"{name}_memory_usage_bytes"] = int(admin.memory_usage(key) or 0)
-    sizes["consumed_ids"] = int(admin.scard(keys.consumed(subject)))
+    sizes["consumed_ids"] = int(admin.scard(keys.SINGLE.consumed(subject)))
     return sizes
 
 

@@ -299,3 +299,8 @@ class KeySpace:
     def outbox_streams(self, destination: str) -> list[str]:
         """Every shard's stream of ``destination``, by shard."""
         return [self.outbox_stream_of_shard(destination, shard) for shard in self.all_shards]
+
+
+#: The key space of a one-shard deployment (the default on a single Redis or a Sentinel
+#: service): tools and tests that know they face such a deployment.
+SINGLE = KeySpace()

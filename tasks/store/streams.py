@@ -10,7 +10,7 @@
 Stream names come from :mod:`tasks.store.keys`. Both are sharded like the state: a dead letter
 goes to the stream of its event's (or message's) id's shard, an outbox event to the stream of
 its subject's shard, so no single stream takes every write of a Redis Cluster. A dead letter's
-id is ``<stream entry id>-<shard>``; reading merges the shards' streams by entry id.
+id is ``<stream entry id>-<shard>``; reading merges the shards' streams by the time of each entry.
 
 Both streams are capped (``MAXLEN ~``) so that a long-running deployment keeps a bounded history.
 """
@@ -84,7 +84,7 @@ class DeadLetterStore:
         return f"{_text(entry_id)}-{shard}"
 
     def read(self, count: int = 1000) -> list[DeadLetter]:
-        """The oldest ``count`` dead letters of every shard (merged by entry id)."""
+        """The oldest ``count`` dead letters of every shard (merged by when they were added)."""
         pipe = self._client.pipeline(transaction=False)
         for stream in self.keys.dead_letter_streams():
             pipe.xrange(stream, count=count)
@@ -93,7 +93,9 @@ class DeadLetterStore:
             for shard, entries in enumerate(pipe.execute())
             for entry_id, fields in entries or ()
         ]
-        letters.sort(key=lambda pair: pair[0])
+        # By the time each letter was added, then by entry id: on a cluster the shards' entry
+        # ids come from different servers' clocks, with a sequence number of their own.
+        letters.sort(key=lambda pair: (pair[1].at, pair[0]))
         return [letter for _, letter in letters[:count]]
 
     def get(self, entry_id: str) -> DeadLetter | None:
@@ -210,7 +212,13 @@ class ExternalOutbox:
     def read_after(self, destination: str, subject: str, after: str, block_ms: int) -> list[tuple[str, ArvoEvent]]:
         """Entries of ``subject``'s stream (its shard's: other subjects' events too) after ``after``,
         waiting up to ``block_ms`` for the first one."""
-        answer: list[Any] = self._client.xread({self.stream(destination, subject): after}, block=block_ms, count=100)  # type: ignore[assignment]
+        return self.read_shard_after(destination, self.keys.shard_of(subject), after, block_ms)
+
+    def read_shard_after(self, destination: str, shard: int, after: str, block_ms: int) -> list[tuple[str, ArvoEvent]]:
+        """Entries of shard ``shard``'s stream of ``destination`` after ``after``, waiting up to
+        ``block_ms`` for the first one (a reader of every subject reads every shard)."""
+        stream = self.keys.outbox_stream_of_shard(destination, shard)
+        answer: list[Any] = self._client.xread({stream: after}, block=block_ms, count=100)  # type: ignore[assignment]
         found: list[tuple[str, ArvoEvent]] = []
         for _stream, entries in answer or ():
             for entry_id, fields in entries:

@@ -34,6 +34,7 @@ from cli import demo
 from config.settings import Settings
 from orchestrator.event import ArvoEvent
 from tasks.store import keys
+from tasks.store.connections import StateRedis
 from tasks.store.streams import DeadLetter, DeadLetterStore
 from tasks.worker.app import create_app
 from tasks.worker.task import EXECUTE_TASK
@@ -274,7 +275,7 @@ class Completions:
 
     def __init__(self, client: redis.Redis, destination: str = CLIENT) -> None:
         self._client = client
-        self.stream = keys.outbox_stream(destination)
+        self.stream = keys.SINGLE.outbox_stream_of_shard(destination, 0)
         self._after = "0-0"
         self.by_subject: dict[str, list[ArvoEvent]] = {}
         self.entries = 0
@@ -344,8 +345,8 @@ class Audit:
 
 def transitions(client: redis.Redis, subject: str) -> tuple[int, int]:
     """``(record version, size of the consumed-id set)`` of a subject: two independent counts."""
-    version = client.hget(keys.record(subject), "version")
-    consumed = client.scard(keys.consumed(subject))
+    version = client.hget(keys.SINGLE.record(subject), "version")
+    consumed = client.scard(keys.SINGLE.consumed(subject))
     return (int(version) if version is not None else 0), int(consumed)
 
 
@@ -415,7 +416,7 @@ def explain(client: redis.Redis, subject: str) -> str:
     """Where a workflow stands: record, consumed ids, pending outboxes, its messages in the broker."""
     from tasks.store.codec import unpack
 
-    version, blob = client.hmget(keys.record(subject), ["version", "blob"])
+    version, blob = client.hmget(keys.SINGLE.record(subject), ["version", "blob"])
     lines = [f"subject {subject[:24]}…: version={version!r}"]
     if blob is not None:
         record = unpack(blob)
@@ -426,8 +427,8 @@ def explain(client: redis.Redis, subject: str) -> str:
         )
         for event in record.get("events", {}).get("produced", []):
             lines.append(f"  produced {event['type']} id={event['id']} to={event['to']}")
-    lines.append(f"  consumed ids={sorted(i.decode() for i in client.smembers(keys.consumed(subject)))}")
-    lines.append(f"  unsettled outboxes={sorted(k.decode() for k in client.hkeys(keys.outbox(subject)))}")
+    lines.append(f"  consumed ids={sorted(i.decode() for i in client.smembers(keys.SINGLE.consumed(subject)))}")
+    lines.append(f"  unsettled outboxes={sorted(k.decode() for k in client.hkeys(keys.SINGLE.outbox(subject)))}")
     for where, event in broker_messages(client):
         if event.get("subject") == subject:
             lines.append(f"  in broker ({where}): {event.get('type')} id={event.get('id')}")
@@ -435,9 +436,9 @@ def explain(client: redis.Redis, subject: str) -> str:
     return "\n".join(lines)
 
 
-def dead_letters(client: redis.Redis, stream: str = keys.DEAD_LETTER_STREAM) -> list[DeadLetter]:
+def dead_letters(client: StateRedis) -> list[DeadLetter]:
     """Every dead letter of the deployment."""
-    return DeadLetterStore(client, 1, stream).read(count=1_000_000)
+    return DeadLetterStore(client, 1).read(count=1_000_000)
 
 
 # -- worker processes ----------------------------------------------------------------------------
