@@ -33,8 +33,7 @@ from kombu.exceptions import OperationalError
 from cli import demo
 from config.settings import Settings
 from orchestrator.event import ArvoEvent
-from tasks.store import keys
-from tasks.store.connections import StateRedis
+from tasks.store.connections import CLUSTER_TRANSIENT_ERRORS, StateRedis, key_space_for
 from tasks.store.streams import DeadLetter, DeadLetterStore
 from tasks.worker.app import create_app
 from tasks.worker.task import EXECUTE_TASK
@@ -273,10 +272,10 @@ class Completions:
     Survives a Redis outage: a failed read is simply retried at the next :meth:`poll`.
     """
 
-    def __init__(self, client: redis.Redis, destination: str = CLIENT) -> None:
+    def __init__(self, client: StateRedis, destination: str = CLIENT) -> None:
         self._client = client
-        self.stream = keys.SINGLE.outbox_stream_of_shard(destination, 0)
-        self._after = "0-0"
+        #: One stream per shard of the deployment (one on a single Redis), read from where each left off.
+        self._after = dict.fromkeys(key_space_for(client).outbox_streams(destination), "0-0")
         self.by_subject: dict[str, list[ArvoEvent]] = {}
         self.entries = 0
 
@@ -285,17 +284,27 @@ class Completions:
         from tasks.store.codec import unpack
 
         try:
-            answer: Any = self._client.xread({self.stream: self._after}, block=block_ms, count=1000)
-        except redis.RedisError:
+            if len(self._after) == 1:
+                answers: list[Any] = [self._client.xread(self._after, block=block_ms, count=1000)]
+            else:  # one stream per shard, in as many slots: a pipeline of reads (one per node)
+                pipe = self._client.pipeline(transaction=False)
+                for stream, after in self._after.items():
+                    pipe.xread({stream: after}, count=1000)
+                answers = pipe.execute()
+        except (redis.RedisError, *CLUSTER_TRANSIENT_ERRORS):
             time.sleep(block_ms / 1000)
             return 0
         count = 0
-        for _stream, entries in answer or ():
-            for entry_id, fields in entries:
-                self._after = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                event = ArvoEvent.model_validate(unpack(fields[b"event"]))
-                self.by_subject.setdefault(event.subject, []).append(event)
-                count += 1
+        for answer in answers:
+            for stream, entries in answer or ():
+                name = stream.decode() if isinstance(stream, bytes) else str(stream)
+                for entry_id, fields in entries:
+                    self._after[name] = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    event = ArvoEvent.model_validate(unpack(fields[b"event"]))
+                    self.by_subject.setdefault(event.subject, []).append(event)
+                    count += 1
+        if not count and len(self._after) > 1:
+            time.sleep(block_ms / 1000)
         self.entries += count
         return count
 
@@ -345,8 +354,8 @@ class Audit:
 
 def transitions(client: redis.Redis, subject: str) -> tuple[int, int]:
     """``(record version, size of the consumed-id set)`` of a subject: two independent counts."""
-    version = client.hget(keys.SINGLE.record(subject), "version")
-    consumed = client.scard(keys.SINGLE.consumed(subject))
+    version = client.hget(key_space_for(client).record(subject), "version")
+    consumed = client.scard(key_space_for(client).consumed(subject))
     return (int(version) if version is not None else 0), int(consumed)
 
 
@@ -416,7 +425,7 @@ def explain(client: redis.Redis, subject: str) -> str:
     """Where a workflow stands: record, consumed ids, pending outboxes, its messages in the broker."""
     from tasks.store.codec import unpack
 
-    version, blob = client.hmget(keys.SINGLE.record(subject), ["version", "blob"])
+    version, blob = client.hmget(key_space_for(client).record(subject), ["version", "blob"])
     lines = [f"subject {subject[:24]}…: version={version!r}"]
     if blob is not None:
         record = unpack(blob)
@@ -427,8 +436,8 @@ def explain(client: redis.Redis, subject: str) -> str:
         )
         for event in record.get("events", {}).get("produced", []):
             lines.append(f"  produced {event['type']} id={event['id']} to={event['to']}")
-    lines.append(f"  consumed ids={sorted(i.decode() for i in client.smembers(keys.SINGLE.consumed(subject)))}")
-    lines.append(f"  unsettled outboxes={sorted(k.decode() for k in client.hkeys(keys.SINGLE.outbox(subject)))}")
+    lines.append(f"  consumed ids={sorted(i.decode() for i in client.smembers(key_space_for(client).consumed(subject)))}")
+    lines.append(f"  unsettled outboxes={sorted(k.decode() for k in client.hkeys(key_space_for(client).outbox(subject)))}")
     for where, event in broker_messages(client):
         if event.get("subject") == subject:
             lines.append(f"  in broker ({where}): {event.get('type')} id={event.get('id')}")

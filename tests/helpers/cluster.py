@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as ClusterClient
+from redis.crc import key_slot
 
 from tests.helpers.redis_server import RedisServer, RedisServerError
 
@@ -219,3 +220,48 @@ def start_cluster_or_fail(cluster: RedisCluster, needed_by: str) -> RedisCluster
         return cluster.start()
     except ClusterError as exc:
         pytest.fail(f"{needed_by} cannot start a Redis Cluster: {exc}", pytrace=False)
+
+
+def wait_failover(cluster: RedisCluster, killed: ClusterNodeServer, slot_key: str) -> float:
+    """Seconds until a node other than ``killed`` serves ``slot_key``'s slot and the cluster is ok.
+
+    Raises:
+        ClusterError: no replica took over within :data:`CONVERGE_TIMEOUT_S`.
+    """
+    started = time.monotonic()
+    deadline = started + CONVERGE_TIMEOUT_S
+    survivors = [node for node in cluster.nodes if node.running and node is not killed]
+    while time.monotonic() < deadline:
+        client = survivors[0].client()
+        try:
+            slots = client.execute_command("CLUSTER", "SLOTS")
+        except redis.RedisError:
+            slots = []
+        finally:
+            client.close()
+        slot = key_slot(slot_key.encode())
+        ports = [int(item[2][1]) for item in slots if int(item[0]) <= slot <= int(item[1])]
+        if ports and ports[0] != killed.port:
+            cluster.wait_ok(survivors)
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise ClusterError(f"no replica took over the slots of port {killed.port} in {CONVERGE_TIMEOUT_S}s")
+
+
+def wait_replica_online(primary: ClusterNodeServer) -> None:
+    """Wait until ``primary`` has a replica whose link is up and in sync (``INFO replication``)."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        client = primary.client()
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            info = {}
+        finally:
+            client.close()
+        replica = info.get("slave0")
+        if isinstance(replica, dict) and replica.get("state") == "online":
+            return
+        time.sleep(0.1)
+    raise ClusterError(f"no replica of port {primary.port} came online in {CONVERGE_TIMEOUT_S}s")
+
