@@ -386,10 +386,11 @@ def test_redis_keys_follow_the_documented_schema(
     lease = redis_memory.lock(SUBJECT)
     assert lease is not None
     redis_memory.write(SUBJECT, {"a": 1}, prev_version=0, lease=lease, event_id="e1", outbox=[{"id": "o"}])
-    assert redis_client.get(f"lock:orch:{{{SUBJECT}}}") == lease.token.encode()
-    assert redis_client.hget(f"orch:{{{SUBJECT}}}:record", "version") == b"1"
-    assert redis_client.sismember(f"orch:{{{SUBJECT}}}:consumed", "e1")
-    assert redis_client.hexists(f"orch:{{{SUBJECT}}}:outbox", "e1")
+    # One shard on a single Redis: its tag is s0 (tasks/store/keys.py).
+    assert redis_client.get(f"lock:orch:{{s0}}:wf:{SUBJECT}") == lease.token.encode()
+    assert redis_client.hget(f"orch:{{s0}}:wf:{SUBJECT}:record", "version") == b"1"
+    assert redis_client.sismember(f"orch:{{s0}}:wf:{SUBJECT}:consumed", "e1")
+    assert redis_client.hexists(f"orch:{{s0}}:wf:{SUBJECT}:outbox", "e1")
     assert redis_memory.unlock(lease)
 
 
