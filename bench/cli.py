@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         "systems, Redis their state (default redis)",
     )
     dist.add_argument("--amqp-url", default=None, help="the RabbitMQ for --broker amqp (default amqp://guest:guest@127.0.0.1:5672)")
+    dist.add_argument(
+        "--state", choices=("redis", "cluster"), default="redis",
+        help="redis: state in the private Redis; cluster: state on a private 3-primary Redis Cluster (16 shards), "
+        "the private Redis the broker only (default redis)",
+    )
     dist.add_argument("--json", type=Path, default=None)
 
     cont = sub.add_parser("contention", help="fan-in of 50 parallel replies to one subject on 2 workers")
@@ -135,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         distributed.main(
             args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json,
-            broker=args.broker, amqp_url=args.amqp_url,
+            broker=args.broker, amqp_url=args.amqp_url, state=args.state,
         )
     elif args.part == "contention":
         from bench import contention

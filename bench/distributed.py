@@ -37,12 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench import common, probe
 from bench.driver import DriveResult, drive, latency_ms
 from tasks.store import keys
-from tasks.store.connections import url_client
+from tasks.store.connections import StateRedis, key_space_for, url_client
 
 ORCH_QUEUES = ("arvo.orc.inc", "arvo.orc.fanout")
 SERVICE_QUEUES = ("com.value.read", "com.number.increment", "com.number.double")
@@ -50,8 +48,6 @@ CLIENT = "com.bench.client"
 WARMUP = {"increment": 10, "fanout": 4}
 UNLOADED = 20
 TARGET_RATIO = 0.7
-#: The runtime's default dead-letter stream: anything in it means a workflow went wrong.
-DEAD_LETTERS = "orch:deadletter"
 
 
 @dataclass
@@ -62,7 +58,7 @@ class System:
     app_module: str
     orch_queues: tuple[str, ...]
     service_queues: tuple[str, ...]
-    stream: str
+    stream: str | list[str]
     start: Callable[[str, int], str]
     is_failure: Callable[[dict[bytes, bytes]], bool]
 
@@ -75,7 +71,8 @@ class System:
 
 
 #: How each broker is named in the table's title.
-BROKER_TITLES = {"redis": "Celery + Redis", "amqp": "Celery + RabbitMQ broker, Redis state"}
+BROKER_TITLES = {"redis": "Celery + Redis", "amqp": "Celery + RabbitMQ broker, Redis state",
+                 "cluster": "Celery + Redis broker, Redis Cluster state (3 primaries)"}
 
 
 def procs_default_amqp() -> str:
@@ -95,6 +92,7 @@ def systems(redis_url: str, broker_url: str) -> dict[str, System]:
     from tasks.worker.app import create_app
 
     settings = Settings(broker_url=broker_url, redis_url=redis_url)
+    space = keys.KeySpace(settings.redis_shard_count)
     app = create_app(settings)
     raw_app = raw_celery.make_app(settings)
 
@@ -115,7 +113,7 @@ def systems(redis_url: str, broker_url: str) -> dict[str, System]:
             raw_celery.DONE_STREAM, start_raw, lambda _fields: False,
         ),
         "ours": System(
-            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, keys.SINGLE.outbox_stream_of_shard(CLIENT, 0),
+            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, space.outbox_streams(CLIENT),
             start_ours, lambda fields: fields.get(b"type", b"").startswith(b"sys."),
         ),
     }
@@ -150,7 +148,7 @@ def window(samples: list[probe.Sample], retries: list[float], runs: list[DriveRe
     }
 
 
-def _drive(system: System, client: redis.Redis, shape: str, count: int, inflight: int) -> DriveResult:
+def _drive(system: System, client: StateRedis, shape: str, count: int, inflight: int) -> DriveResult:
     return drive(client, system.stream, lambda i: system.start(shape, i), count, inflight, is_failure=system.is_failure)
 
 
@@ -169,7 +167,7 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
     runs: dict[tuple[str, str], list[DriveResult]] = {(n, s): [] for n in found_systems for s in counts}
     unloaded: dict[str, DriveResult] = {}
     rss: dict[str, list[dict[str, float]]] = {}
-    dead_before = int(client.xlen(DEAD_LETTERS))
+    dead_before = _dead_letters(client)
     try:
         with contextlib.ExitStack() as stack:
             started = {
@@ -192,7 +190,7 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
                         print(f"  distributed {layout} round {index + 1}/{rounds} {name} {shape}: "
                               f"{result.workflows_per_s:.1f} workflows/s", flush=True)
             rss = {name: [worker.rss_mb() for worker in group] for name, group in started.items()}
-        dead_letters = int(client.xlen(DEAD_LETTERS)) - dead_before
+        dead_letters = _dead_letters(client) - dead_before
     finally:
         client.close()
     found: dict[str, Any] = {}
@@ -225,13 +223,20 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
     return found
 
 
+def _dead_letters(client: Any) -> int:
+    """Entries in every shard's dead-letter stream: anything there means a workflow went wrong."""
+    return sum(int(client.xlen(stream)) for stream in key_space_for(client).dead_letter_streams())
+
+
 def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
-        broker: str = "redis", amqp_url: str | None = None) -> dict[str, Any]:
+        broker: str = "redis", amqp_url: str | None = None, state: str = "redis") -> dict[str, Any]:
     """Measure every requested layout on the given broker; return the JSON document of this part.
 
     ``broker="redis"``: the private Redis is broker and state. ``"amqp"``: a fresh virtual host
     of the RabbitMQ at ``amqp_url`` is the broker of both systems, the private Redis their state
-    (and the raw baseline's completion stream).
+    (and the raw baseline's completion stream). ``state="cluster"``: the state (and the raw
+    baseline's completion stream) on a private 3-primary Redis Cluster, 16 shards; the private
+    Redis is then the broker only.
     """
     from bench import procs, raw_celery
     from config.settings import Settings
@@ -240,7 +245,7 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     layouts = ["split", "shared"] if layout == "both" else [layout]
     counts = {"increment": increment, "fanout": fanout}
     results: dict[str, Any] = {
-        "config": {"broker": broker, "pool": pool, "concurrency_per_worker": 1, "workers_per_system": 2, "inflight": inflight,
+        "config": {"broker": broker, "state": state, "pool": pool, "concurrency_per_worker": 1, "workers_per_system": 2, "inflight": inflight,
                    "rounds": rounds, "workflows_per_round": counts, "warmup": WARMUP,
                    "unloaded_workflows": UNLOADED, "layouts": layouts},
         "layouts": {},
@@ -252,6 +257,8 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
                 redis_url if broker == "redis"
                 else stack.enter_context(procs.rabbitmq_vhost(amqp_url or procs_default_amqp()))
             )
+            if state == "cluster":
+                redis_url = stack.enter_context(procs.redis_cluster(scratch / "cluster"))
             stripped = raw_celery.stock_config(Settings(broker_url=broker_url, redis_url=redis_url))[1]
             results["config"]["raw_baseline_without"] = stripped
             for name in layouts:
@@ -293,7 +300,7 @@ def markdown(data: dict[str, Any]) -> str:
                     got["retries"],
                 ])
     head = (
-        f"### Distributed ({BROKER_TITLES[config.get('broker', 'redis')]}, 2 workers per system `-P {config['pool']} -c 1`, "
+        f"### Distributed ({BROKER_TITLES['cluster' if config.get('state') == 'cluster' else config.get('broker', 'redis')]}, 2 workers per system `-P {config['pool']} -c 1`, "
         f"{config['inflight']} workflows in flight, median of {config['rounds']} interleaved rounds of "
         f"{config['workflows_per_round']['increment']} increment / {config['workflows_per_round']['fanout']} fan-out)\n\n"
     )
@@ -330,7 +337,7 @@ def markdown(data: dict[str, Any]) -> str:
 
 
 def main(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
-         json_path: Path | None, broker: str = "redis", amqp_url: str | None = None) -> dict[str, Any]:
+         json_path: Path | None, broker: str = "redis", amqp_url: str | None = None, state: str = "redis") -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url)
+    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url, state)
     return common.report("distributed", data, markdown, json_path)

@@ -29,11 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench import common
 from bench.redis_cost import CountingMemory, RoundTrips, _server_stats
-from tasks.store.connections import url_client
+from tasks.store.connections import StateRedis, url_client
 
 CLIENT = "com.bench.timers"
 SLEEP = "arvo.orc.sleep"
@@ -61,7 +59,7 @@ def _broker(memory: Any) -> Any:
     return LocalBroker(registry(memory), keep_history=False)
 
 
-def _memory(redis_url: str, **overrides: Any) -> tuple[Any, redis.Redis]:
+def _memory(redis_url: str, **overrides: Any) -> tuple[Any, StateRedis]:
     from config.settings import Settings
     from tasks.store.connections import redis_client
     from tasks.store.memory import RedisMachineMemory
