@@ -223,12 +223,7 @@ def _sentinel_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) 
     urlsplit cannot read a comma-joined host list (its ``port`` fails), so the network location
     is taken apart here; every rule broken is reported with the part that broke it.
     """
-    userinfo, at, hosts_text = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user_text, colon, password_text = userinfo.partition(":")
-        username = unquote(user_text) or None
-        password = unquote(password_text) if colon else None
+    username, password, hosts_text = _userinfo(netloc)
     if not hosts_text:
         raise ValueError(f"Sentinel URL needs at least one Sentinel host, e.g. {SENTINEL_SCHEME}://10.0.0.5:26379/mymaster")
     sentinels = tuple(_host_address(item, "Sentinel", SENTINEL_PORT) for item in hosts_text.split(","))
@@ -263,12 +258,7 @@ def _sentinel_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) 
 
 def _cluster_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) -> RedisEndpoint:
     """A ``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]`` URL."""
-    userinfo, at, hosts_text = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user_text, colon, password_text = userinfo.partition(":")
-        username = unquote(user_text) or None
-        password = unquote(password_text) if colon else None
+    username, password, hosts_text = _userinfo(netloc)
     if not hosts_text:
         raise ValueError(f"Cluster URL needs at least one node, e.g. {CLUSTER_SCHEME}://10.0.0.5:7000,10.0.0.6:7001")
     nodes = tuple(_host_address(item, "Cluster node", CLUSTER_PORT) for item in hosts_text.split(","))
@@ -288,6 +278,18 @@ def _cluster_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) -
         query={},
         nodes=nodes,
     )
+
+
+def _userinfo(netloc: str) -> tuple[str | None, str | None, str]:
+    """``(username, password, host list)`` of a multi-host URL's network location.
+
+    urlsplit cannot read a comma-joined host list (its ``port`` fails), so it is taken apart here.
+    """
+    userinfo, at, hosts_text = netloc.rpartition("@")
+    if not at:
+        return None, None, hosts_text
+    user_text, colon, password_text = userinfo.partition(":")
+    return unquote(user_text) or None, unquote(password_text) if colon else None, hosts_text
 
 
 def _host_address(item: str, what: str, default_port: int) -> tuple[str, int]:

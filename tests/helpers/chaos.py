@@ -651,3 +651,46 @@ class PasswordRedisServer(RedisServer):
     def command(self) -> list[str]:
         """The base command plus ``--requirepass``."""
         return [*super().command(), "--requirepass", self.password]
+
+
+#: Settings of the failover scenarios (Sentinel, cluster): fast redelivery, ``WAIT`` 1, and
+#: retries enough to outlast a failover plus the old primary's return as a replica (tens of
+#: seconds on a busy machine).
+FAILOVER_SETTINGS: dict[str, object] = {
+    **FAST_REDELIVERY,
+    "retry_max": 400,
+    "redis_wait_replicas": 1,
+    "redis_wait_timeout_ms": 2000,
+}
+
+
+def run_through_failover(
+    cluster: Cluster, client: StateRedis, scenario: str, fail: Callable[[], str], *, seed: int
+) -> None:
+    """Run 120 increment and 30 fan-out workflows on 2 workers and call ``fail`` once 40 have
+    completed; then check and report (``FAULTS <scenario>: injected=<what fail returned> ...``).
+
+    Asserts: the workers survived, every workflow completed exactly once with the right output,
+    nothing was dead-lettered, and ``WAIT`` refused at least one step (``Not replicated``) while
+    the promoted primary had no replica.
+    """
+    workers = [cluster.start(), cluster.start()]
+    workflows = workflow_mix(120, 30, seed=seed)
+    completions = Completions(client)
+    publisher = Publisher(cluster.app(), workflows, rate=8.0).start()  # ~19 s of arrivals
+    assert not completions.wait_for([w.subject for w in workflows[:40]], timeout=120), "no progress before the kill"
+    injected = fail()
+    publisher.join(timeout=180)
+    missing = completions.wait_for([w.subject for w in workflows], timeout=240)
+    result = audit(client, workflows, completions)
+    letters = dead_letters(client)
+    retried = sum(worker.log_text().count("Not replicated") for worker in cluster.workers)
+    result.report(scenario, injected)
+    print(f"  retries logged for 'Not replicated': {retried}; publisher retried {publisher.failed_attempts} times")
+    assert all(worker.running for worker in workers), "a worker died instead of following the failover"
+    assert not missing, "\n".join(explain(client, subject) for subject in missing[:5])
+    assert not letters, [(letter.reason, letter.error) for letter in letters[:5]]
+    assert not result.lost, result.lost[:10]
+    assert not result.duplicated, result.duplicated[:10]
+    # WAIT was in force: steps run while the promoted primary had no replica were refused.
+    assert retried > 0, "no step was refused by WAIT while the promoted primary had no replica"

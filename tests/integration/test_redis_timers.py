@@ -89,7 +89,7 @@ def test_timer_keys_follow_the_schema_and_expire_with_the_workflow(redis_client:
     memory = RedisMachineMemory(redis_client, lock_expire_s=30, auto_renewal=False)
     _write(memory, SUBJECT, 0, TimerChanges(set=(_timer("a", NOW),)))
     assert redis_client.zscore(keys.SINGLE.timer_index(0), f"{SUBJECT}|a") == NOW
-    assert redis_client.hexists(f"orch:{{{SUBJECT}}}:timers", "a")
+    assert redis_client.hexists(f"orch:{{s0}}:wf:{SUBJECT}:timers", "a")  # one shard: tag s0
     assert redis_client.ttl(keys.SINGLE.timers(SUBJECT)) == -1
 
     _write(memory, SUBJECT, 1, TimerChanges(cancelled=("a",)), expire_after_s=60)

@@ -31,27 +31,9 @@ import pytest
 
 from tasks.store.connections import url_client
 from tasks.store.keys import KeySpace
-from tests.helpers.chaos import (
-    FAST_REDELIVERY,
-    Cluster,
-    Completions,
-    Publisher,
-    audit,
-    dead_letters,
-    explain,
-    workflow_mix,
-)
+from tests.helpers.chaos import FAILOVER_SETTINGS, Cluster, run_through_failover
 from tests.helpers.cluster import RedisCluster, start_cluster_or_fail, wait_failover, wait_replica_online
 from tests.helpers.redis_server import RedisServer, start_or_fail
-
-#: Settings of the run: fast redelivery, WAIT 1, and retries enough to outlast the failover and
-#: the old primary's return as a replica (tens of seconds on a busy machine).
-SETTINGS: dict[str, object] = {
-    **FAST_REDELIVERY,
-    "retry_max": 400,
-    "redis_wait_replicas": 1,
-    "redis_wait_timeout_ms": 2000,
-}
 
 
 @pytest.mark.timeout(480)
@@ -61,48 +43,30 @@ def test_a_cluster_primary_failover_loses_and_doubles_nothing_with_wait(
     state = start_cluster_or_fail(RedisCluster(tmp_path / "cluster", replicas=1), "The cluster failover scenario")
     broker = start_or_fail(RedisServer(tmp_path / "broker"), "The cluster failover scenario")
     client = url_client(state.url)  # follows the failover, like the workers' clients
-    workers_cluster = cluster_factory(state.url, broker_url=broker.url(), **SETTINGS)
-    try:
-        workers = [workers_cluster.start(), workers_cluster.start()]
-        app = workers_cluster.app()
-        workflows = workflow_mix(120, 30, seed=67)
-        completions = Completions(client)
-        publisher = Publisher(app, workflows, rate=8.0).start()  # ~19 s of arrivals
+    workers = cluster_factory(state.url, broker_url=broker.url(), **FAILOVER_SETTINGS)
+    space = KeySpace(16)
+    shard_key = space.index_all(0)
+    victim = state.primary_of(shard_key)
 
-        assert not completions.wait_for([w.subject for w in workflows[:40]], timeout=120), "no progress before the kill"
-        space = KeySpace(16)
-        shard_key = space.index_all(0)
-        victim = state.primary_of(shard_key)
+    def fail() -> str:
         shards_hit = sum(1 for shard in space.all_shards if state.primary_of(space.index_all(shard)) is victim)
         killed_at = time.monotonic()
         victim.kill()
         promotion_s = wait_failover(state, victim, shard_key)
         promoted = state.primary_of(shard_key)
+        assert promoted is not victim
         victim.start()  # back empty; its node file makes it rejoin, as a replica of the promoted node
         wait_replica_online(promoted)
         replica_back_s = time.monotonic() - killed_at
-
-        publisher.join(timeout=180)
-        missing = completions.wait_for([w.subject for w in workflows], timeout=240)
-        result = audit(client, workflows, completions)
-        letters = dead_letters(client)
-        retried = sum(worker.log_text().count("Not replicated") for worker in workers_cluster.workers)
-        result.report(
-            "cluster-failover",
+        return (
             f"primary-sigkill({shards_hit}-of-16-shards)+promotion-in-{promotion_s:.1f}s"
-            f"+replica-back-after-{replica_back_s:.0f}s wait=1",
+            f"+replica-back-after-{replica_back_s:.0f}s wait=1"
         )
-        print(f"  retries logged for 'Not replicated': {retried}; publisher retried {publisher.failed_attempts} times")
-        assert all(worker.running for worker in workers), "a worker died instead of following the failover"
-        assert not missing, "\n".join(explain(client, subject) for subject in missing[:5])
-        assert not letters, [(letter.reason, letter.error) for letter in letters[:5]]
-        assert not result.lost, result.lost[:10]
-        assert not result.duplicated, result.duplicated[:10]
-        assert promoted is not victim
-        # WAIT was in force: steps run while the promoted primary had no replica were refused.
-        assert retried > 0, "no step was refused by WAIT while the promoted primary had no replica"
+
+    try:
+        run_through_failover(workers, client, "cluster-failover", fail, seed=67)
     finally:
         client.close()
-        workers_cluster.close()  # before the Redis servers go, so the workers shut down warmly
+        workers.close()  # before the Redis servers go, so the workers shut down warmly
         state.stop()
         broker.stop()
