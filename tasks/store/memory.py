@@ -56,7 +56,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-import redis
 from redis.exceptions import NoScriptError
 
 from orchestrator.errors import TransactionCause, TransactionViolation
@@ -123,6 +122,7 @@ class RedisMachineMemory:
         self._write_script = client.register_script(scripts.load("write_record"))
         self._release_script = client.register_script(scripts.load("release_lock"))
         self._claim_script = client.register_script(scripts.load("claim_timers"))
+        self._write_loaded = False  # SCRIPT LOAD done for queue_write
         self._timer_reclaim_ms = int(timer_reclaim_s * 1000)
         # Renews held leases (and keeps their lock objects) until ``unlock``.
         self._keeper = LeaseKeeper(self._lock_expire_s) if auto_renewal else None
@@ -334,7 +334,7 @@ class RedisMachineMemory:
 
     def queue_write(
         self,
-        pipe: redis.client.Pipeline,
+        pipe: Any,
         subject: str,
         record: dict[str, Any],
         *,
@@ -346,12 +346,17 @@ class RedisMachineMemory:
         """Queue an unfenced :meth:`write` on ``pipe`` (bulk loading: benchmarks, migrations).
 
         The same script as a step's write, so the loaded data is what steps would have written;
-        its ``[code, version]`` reply comes back from ``pipe.execute()``.
+        its ``[code, version]`` reply comes back from ``pipe.execute()``. A plain ``EVALSHA``
+        command, since a cluster pipeline refuses redis-py's script helpers: the script is
+        loaded (on every primary of a cluster) before the first one is queued.
         """
         script_keys, args = self._write_call(
             subject, record, prev_version, None, None, None, expire_after_s, None, history, index
         )
-        self._write_script(keys=script_keys, args=args, client=pipe)
+        if not self._write_loaded:
+            self._client.script_load(self._write_script.script)
+            self._write_loaded = True
+        pipe.execute_command("EVALSHA", self._write_script.sha, len(script_keys), *script_keys, *args)
 
     def _write_call(
         self,

@@ -131,6 +131,16 @@ def test_the_index_lists_across_shards_like_the_reference(settings: Settings, cl
         assert index.count(where) == len(expected)
 
 
+def test_bulk_loading_queues_the_step_script_on_a_cluster_pipeline(settings: Settings, client: Any) -> None:
+    memory = RedisMachineMemory.from_settings(settings, client)
+    subjects = _subjects("bulk", 30)
+    pipe = client.pipeline(transaction=False)
+    for subject in subjects:
+        memory.queue_write(pipe, subject, {"bulk": 1}, prev_version=0)
+    assert pipe.execute() == [[1, 1]] * 30
+    assert all(memory.read(subject).version == 1 for subject in subjects)
+
+
 def test_finished_workflows_are_swept_from_every_shard(settings: Settings, client: Any) -> None:
     memory = RedisMachineMemory.from_settings(settings, client)
     name = f"arvo.orc.sweep{time.monotonic_ns()}"
