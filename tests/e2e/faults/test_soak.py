@@ -125,7 +125,9 @@ def _workflow(rng: random.Random, index: int) -> Workflow:
 
 
 def _orch_keys(client: redis.Redis) -> int:
-    return sum(1 for _ in client.scan_iter(match=f"{keys.PREFIX}:{{*", count=1000))
+    """Per-workflow keys (``orch:{<shard>}:wf:<subject>:...``; the shard's index, timer queue and
+    streams are the deployment's, not the workflow's)."""
+    return sum(1 for _ in client.scan_iter(match=f"{keys.PREFIX}:{{*}}:wf:*", count=1000))
 
 
 @pytest.mark.parametrize("count", [2000, pytest.param(20_000, marks=pytest.mark.slow)])
