@@ -66,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
         help="redis: state in the private Redis; cluster: state on a private 3-primary Redis Cluster (16 shards), "
         "the private Redis the broker only (default redis)",
     )
+    dist.add_argument(
+        "--without-history", action="store_true",
+        help="our workers store no history entry or index row (the baseline of what history and the index cost)",
+    )
     dist.add_argument("--json", type=Path, default=None)
 
     cont = sub.add_parser("contention", help="fan-in of 50 parallel replies to one subject on 2 workers")
@@ -140,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         distributed.main(
             args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json,
-            broker=args.broker, amqp_url=args.amqp_url, state=args.state,
+            broker=args.broker, amqp_url=args.amqp_url, state=args.state, history=not args.without_history,
         )
     elif args.part == "contention":
         from bench import contention
