@@ -67,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
     )
     dist.add_argument("--amqp-url", default=None, help="the RabbitMQ for --broker amqp (default amqp://guest:guest@127.0.0.1:5672)")
     dist.add_argument(
+        "--state", choices=("redis", "cluster"), default="redis",
+        help="redis: state in the private Redis; cluster: state on a private 3-primary Redis Cluster (16 shards), "
+        "the private Redis the broker only (default redis)",
+    )
+    dist.add_argument(
         "--without-history", action="store_true",
         help="our workers store no history entry or index row (the baseline of what history and the index cost)",
     )
@@ -170,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         distributed.main(
             args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json,
-            broker=args.broker, amqp_url=args.amqp_url, workers=args.workers, history=not args.without_history,
+            broker=args.broker, amqp_url=args.amqp_url, workers=args.workers, state=args.state,
+            history=not args.without_history,
         )
     elif args.part == "contention":
         from bench import contention

@@ -49,7 +49,7 @@ def _run_setup(name: str, queue_sets: list[tuple[str, ...]], values: int, repeat
 
     settings = Settings(broker_url=redis_url, redis_url=redis_url)
     app = create_app(settings)
-    stream = keys.outbox_stream(CLIENT)
+    stream = keys.SINGLE.outbox_stream_of_shard(CLIENT, 0)
     client = url_client(redis_url)
     totals: list[int] = []
 

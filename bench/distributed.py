@@ -44,7 +44,7 @@ import redis
 from bench import common, probe
 from bench.driver import DriveResult, drive, latency_ms
 from tasks.store import keys
-from tasks.store.connections import url_client
+from tasks.store.connections import StateRedis, key_space_for, url_client
 
 ORCH_QUEUES = ("arvo.orc.inc", "arvo.orc.fanout")
 SERVICE_QUEUES = ("com.value.read", "com.number.increment", "com.number.double")
@@ -52,8 +52,6 @@ CLIENT = "com.bench.client"
 WARMUP = {"increment": 10, "fanout": 4}
 UNLOADED = 20
 TARGET_RATIO = 0.7
-#: The runtime's default dead-letter stream: anything in it means a workflow went wrong.
-DEAD_LETTERS = "orch:deadletter"
 
 
 @dataclass
@@ -64,7 +62,7 @@ class System:
     app_module: str
     orch_queues: tuple[str, ...]
     service_queues: tuple[str, ...]
-    stream: str
+    stream: str | list[str]
     start: Callable[[str, int], str]
     is_failure: Callable[[dict[bytes, bytes]], bool]
 
@@ -77,7 +75,8 @@ class System:
 
 
 #: How each broker is named in the table's title.
-BROKER_TITLES = {"redis": "Celery + Redis", "amqp": "Celery + RabbitMQ broker, Redis state"}
+BROKER_TITLES = {"redis": "Celery + Redis", "amqp": "Celery + RabbitMQ broker, Redis state",
+                 "cluster": "Celery + Redis broker, Redis Cluster state (3 primaries)"}
 
 
 def procs_default_amqp() -> str:
@@ -97,6 +96,7 @@ def systems(redis_url: str, broker_url: str) -> dict[str, System]:
     from tasks.worker.app import create_app
 
     settings = Settings(broker_url=broker_url, redis_url=redis_url)
+    space = keys.KeySpace(settings.redis_shard_count)
     app = create_app(settings)
     raw_app = raw_celery.make_app(settings)
 
@@ -117,7 +117,7 @@ def systems(redis_url: str, broker_url: str) -> dict[str, System]:
             raw_celery.DONE_STREAM, start_raw, lambda _fields: False,
         ),
         "ours": System(
-            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, keys.outbox_stream(CLIENT),
+            "ours", "bench.worker_app", ORCH_QUEUES, SERVICE_QUEUES, space.outbox_streams(CLIENT),
             start_ours, lambda fields: fields.get(b"type", b"").startswith(b"sys."),
         ),
     }
@@ -152,7 +152,7 @@ def window(samples: list[probe.Sample], retries: list[float], runs: list[DriveRe
     }
 
 
-def _drive(system: System, client: redis.Redis, shape: str, count: int, inflight: int) -> DriveResult:
+def _drive(system: System, client: StateRedis, shape: str, count: int, inflight: int) -> DriveResult:
     return drive(client, system.stream, lambda i: system.start(shape, i), count, inflight, is_failure=system.is_failure)
 
 
@@ -186,10 +186,11 @@ def measure_layouts(layouts: list[str], pool: str, redis_url: str, counts: dict[
     usage: dict[tuple[str, str, str], list[dict[str, float]]] = {key: [] for key in runs}
     unloaded: dict[tuple[str, str], DriveResult] = {}
     rss: dict[tuple[str, str], list[dict[str, float]]] = {}
-    servers = {"redis": [int(client.info("server")["process_id"])]}
+    # On a cluster (--state cluster) the state is several servers: their CPU is not metered.
+    servers = {"redis": [int(client.info("server")["process_id"])]} if isinstance(client, redis.Redis) else {}
     if amqp:
         servers["rabbitmq"] = [cpu.rabbitmq_pid()]
-    dead_before = int(client.xlen(DEAD_LETTERS))
+    dead_before = _dead_letters(client)
     background = _background(servers) if amqp else {}
     try:
         for layout, indices in _turns(layouts, rounds):
@@ -212,18 +213,18 @@ def measure_layouts(layouts: list[str], pool: str, redis_url: str, counts: dict[
                         groups = {"workers": [w.process.pid for w in started[name]], "driver": [os.getpid()], **servers}
                         for shape, count in counts.items():
                             meter = cpu.Meter(groups, with_children=frozenset({"workers"}))
-                            before = _redis_counters(client)
+                            before = _redis_counters(client) if isinstance(client, redis.Redis) else {}
                             meter.start()
                             result = _drive(found_systems[name], client, shape, count, inflight)
                             wall, used = meter.stop()
-                            after = _redis_counters(client)
+                            after = _redis_counters(client) if isinstance(client, redis.Redis) else {}
                             runs[layout, name, shape].append(result)
                             usage[layout, name, shape].append(
                                 {"wall_s": wall, **used, **{key: after[key] - before[key] for key in after}})
                             print(f"  distributed {layout} round {index + 1}/{rounds} {name} {shape}: "
                                   f"{result.workflows_per_s:.1f} workflows/s", flush=True)
                 rss.update({(layout, name): [worker.rss_mb() for worker in group] for name, group in started.items()})
-        dead_letters = int(client.xlen(DEAD_LETTERS)) - dead_before
+        dead_letters = _dead_letters(client) - dead_before
     finally:
         client.close()
     measured: dict[str, dict[str, Any]] = {}
@@ -338,7 +339,7 @@ def cpu_figures(usage: list[dict[str, float]], runs: list[DriveResult], executio
         net = max(0.0, totals.get(name, 0.0) - percent / 100 * wall)
         figures[name]["background_cpu_percent"] = percent
         figures[name]["cpu_us_per_step_net"] = round(net * 1e6 / steps, 1) if steps else 0.0
-    if usage and steps:
+    if usage and steps and "redis_info_cpu_s" in usage[0]:
         figures["redis_info_cpu_us_per_step"] = round(sum(e["redis_info_cpu_s"] for e in usage) * 1e6 / steps, 1)
         figures["redis_command_us_per_step"] = round(sum(e["redis_command_us"] for e in usage) / steps, 1)
         figures["redis_commands_per_step"] = round(sum(e["redis_commands"] for e in usage) / steps, 2)
@@ -355,9 +356,14 @@ def layouts_for(workers: tuple[int, ...], layout: str) -> list[str]:
     return (["single"] if 1 in workers else []) + (two if 2 in workers else [])
 
 
+def _dead_letters(client: Any) -> int:
+    """Entries in every shard's dead-letter stream: anything there means a workflow went wrong."""
+    return sum(int(client.xlen(stream)) for stream in key_space_for(client).dead_letter_streams())
+
+
 def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
         broker: str = "redis", amqp_url: str | None = None, workers: tuple[int, ...] = (2,),
-        history: bool = True) -> dict[str, Any]:
+        state: str = "redis", history: bool = True) -> dict[str, Any]:
     """Measure every requested layout on the given broker; return the JSON document of this part.
 
     ``broker="redis"``: the private Redis is broker and state. ``"amqp"``: a fresh virtual host
@@ -366,6 +372,8 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     with two worker processes per system, one layout after another; 1 measures one process
     serving every queue; both (1, 2) measure the one-process and the two-process layouts
     interleaved within each round, so that the growth from 1 to 2 processes is a same-run ratio.
+    ``state="cluster"``: the state (and the raw baseline's completion stream) on a private
+    3-primary Redis Cluster, 16 shards; the private Redis is then the broker only.
     ``history=False``: our workers store no history entry or index row
     (:data:`bench.worker_app.WITHOUT_HISTORY_ENV`), the baseline of what they cost.
     """
@@ -376,7 +384,8 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     layouts = layouts_for(workers, layout)
     counts = {"increment": increment, "fanout": fanout}
     results: dict[str, Any] = {
-        "config": {"broker": broker, "history_and_index": history, "pool": pool, "concurrency_per_worker": 1,
+        "config": {"broker": broker, "state": state, "history_and_index": history, "pool": pool,
+                   "concurrency_per_worker": 1,
                    "workers_per_system": 2 if workers == (2,) else list(workers), "inflight": inflight,
                    "rounds": rounds, "workflows_per_round": counts, "warmup": WARMUP,
                    "unloaded_workflows": UNLOADED, "layouts": layouts},
@@ -389,6 +398,8 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
                 redis_url if broker == "redis"
                 else stack.enter_context(procs.rabbitmq_vhost(amqp_url or procs_default_amqp()))
             )
+            if state == "cluster":
+                redis_url = stack.enter_context(procs.redis_cluster(scratch / "cluster"))
             stripped = raw_celery.stock_config(Settings(broker_url=broker_url, redis_url=redis_url))[1]
             results["config"]["raw_baseline_without"] = stripped
             if broker == "amqp":
@@ -583,7 +594,8 @@ def markdown(data: dict[str, Any]) -> str:
     workers = config["workers_per_system"]
     count = f"{workers} workers" if isinstance(workers, int) else " or ".join(str(n) for n in workers) + " workers"
     head = (
-        f"### Distributed ({BROKER_TITLES[config.get('broker', 'redis')]}, {count} per system `-P {config['pool']} -c 1`, "
+        f"### Distributed ({BROKER_TITLES['cluster' if config.get('state') == 'cluster' else config.get('broker', 'redis')]}, "
+        f"{count} per system `-P {config['pool']} -c 1`, "
         f"{config['inflight']} workflows in flight, median of {config['rounds']} interleaved rounds of "
         f"{config['workflows_per_round']['increment']} increment / {config['workflows_per_round']['fanout']} fan-out"
         f"{'' if config.get('history_and_index', True) else '; ours WITHOUT history and index'})\n\n"
@@ -646,7 +658,7 @@ def _ours_history(history: bool) -> Iterator[None]:
 
 def main(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
          json_path: Path | None, broker: str = "redis", amqp_url: str | None = None,
-         workers: tuple[int, ...] = (2,), history: bool = True) -> dict[str, Any]:
+         workers: tuple[int, ...] = (2,), state: str = "redis", history: bool = True) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url, workers, history)
+    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url, workers, state, history)
     return common.report("distributed", data, markdown, json_path)

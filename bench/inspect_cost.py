@@ -152,7 +152,7 @@ def search(redis_url: str, stored: int) -> dict[str, Any]:
                 raise RuntimeError(f"{name}: got {result}, expected {expected}")
             figures[name] = {"ms": ms, "result": result}
         headline = ("list --status failed (50)", "count --status failed")
-        index_keys = list(client.scan_iter(match=keys.INDEX_PREFIX + "*", count=1000))
+        index_keys = list(client.scan_iter(match=keys.SINGLE.index_prefix(0) + "*", count=1000))
         index_bytes = sum(int(client.memory_usage(key, samples=0) or 0) for key in index_keys)
         return {
             "stored": stored,
@@ -180,8 +180,8 @@ def memory_use(redis_url: str, workflows: int) -> dict[str, Any]:
         client.flushdb()
         broker, _ = timed_broker(RedisMachineMemory.from_settings(settings, client))
         run_workflows(broker, WORKFLOWS["increment"], workflows)
-        histories = [key for key in client.scan_iter(match=keys.history("*"), count=1000)]
-        summaries = [key for key in client.scan_iter(match=keys.summary("*"), count=1000)]
+        histories = [key for key in client.scan_iter(match=f"{keys.PREFIX}:{{*}}:wf:*:history", count=1000)]
+        summaries = [key for key in client.scan_iter(match=f"{keys.PREFIX}:{{*}}:wf:*:summary", count=1000)]
         entries = sum(int(client.llen(key)) for key in histories)
         history_bytes = sum(int(client.memory_usage(key, samples=0) or 0) for key in histories)
         packed = sum(len(item) for key in histories for item in client.lrange(key, 0, -1))

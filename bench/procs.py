@@ -56,20 +56,23 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path, *, replica_of: str | None = None) -> Iterator[str]:
+def redis_server(directory: Path, *, replica_of: str | None = None, cluster: bool = False) -> Iterator[str]:
     """A ``redis-server --save "" --appendonly no`` on a free port; yields its URL.
 
-    With ``replica_of`` (the URL of another such server) it starts as that server's replica.
+    With ``replica_of`` (the URL of another such server) it starts as that server's replica;
+    with ``cluster`` as a cluster node (its bus port, port + 10000, free too), not yet in a cluster.
     """
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = _cluster_port() if cluster else free_port()
     command = [
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
         "--dir", str(directory), "--logfile", str(directory / "redis.log"), "--daemonize", "no",
     ]
+    if cluster:
+        command += ["--cluster-enabled", "yes", "--cluster-config-file", str(directory / "nodes.conf")]
     if replica_of is not None:
         master = urlsplit(replica_of)
         command += ["--replicaof", str(master.hostname), str(master.port)]
@@ -90,6 +93,55 @@ def redis_server(directory: Path, *, replica_of: str | None = None) -> Iterator[
         yield url
     finally:
         _terminate(process, 10)
+
+
+def _cluster_port() -> int:
+    """A free port below 55536 whose cluster bus port (+10000) is free too."""
+    for _ in range(200):
+        port = 20000 + free_port() % 30000
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as one, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+            try:
+                one.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+@contextlib.contextmanager
+def redis_cluster(directory: Path, primaries: int = 3) -> Iterator[str]:
+    """A private Redis Cluster of ``primaries`` nodes (no replicas, nothing on disk); yields its
+    ``redis+cluster://`` URL once ``redis-cli --cluster create`` is done and the state is ok."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(redis_server(directory / f"node{n}", cluster=True)) for n in range(primaries)]
+        nodes = [f"127.0.0.1:{urlsplit(url).port}" for url in urls]
+        done = subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "--cluster", "create", *nodes, "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+        startup = [ClusterNode("127.0.0.1", int(node.rsplit(":", 1)[1])) for node in nodes]  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                states = []
+                for url in urls:
+                    with redis.Redis.from_url(url, socket_connect_timeout=1) as node:
+                        states.append(b"cluster_state:ok" in node.execute_command("CLUSTER", "INFO"))  # type: ignore[no-untyped-call]
+                client = RedisCluster(startup_nodes=startup, socket_connect_timeout=1)  # the slot map is served
+                client.close()
+                if all(states):
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        yield "redis+cluster://" + ",".join(nodes)
 
 
 #: The RabbitMQ of ``python -m bench distributed --broker amqp`` unless ``--amqp-url`` says otherwise.

@@ -27,12 +27,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import redis
 from celery import Celery
 
 from bench import probe
 from config.settings import Settings
-from tasks.store.connections import url_client
+from tasks.store.connections import StateRedis, url_client
 from tasks.worker.celery_config import celery_config
 
 HOP_TASK = "bench.raw.hop"
@@ -89,10 +88,10 @@ probe.install()
 
 app = make_app(Settings())
 
-_client: list[redis.Redis] = []
+_client: list[StateRedis] = []
 
 
-def _redis() -> redis.Redis:
+def _redis() -> StateRedis:
     """One client per process, created after the fork."""
     if not _client:
         _client.append(url_client(os.environ.get("ORCH_REDIS_URL", "redis://127.0.0.1:6379/0")))

@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import redis
 from redis.connection import AbstractConnection
 
 from bench import common
 from bench.inprocess import WORKFLOWS, run_workflows, timed_broker
-from tasks.store.connections import url_client
+from tasks.store.connections import StateRedis, url_client
 
 WARMUP = 20
 TARGET_ROUND_TRIPS = 4.0
@@ -121,7 +120,7 @@ class CountingMemory:
         self.ns.clear()
 
 
-def _server_stats(admin: redis.Redis) -> dict[str, Any]:
+def _server_stats(admin: StateRedis) -> dict[str, Any]:
     stats = admin.info("stats")
     commands = admin.info("commandstats")
     return {
@@ -131,14 +130,14 @@ def _server_stats(admin: redis.Redis) -> dict[str, Any]:
     }
 
 
-def _record_size(admin: redis.Redis, subject: str) -> dict[str, Any]:
+def _record_size(admin: StateRedis, subject: str) -> dict[str, Any]:
     from tasks.store import keys
 
-    sizes: dict[str, Any] = {"blob_bytes": int(admin.hstrlen(keys.record(subject), "blob"))}
-    for name, key in (("record", keys.record(subject)), ("consumed", keys.consumed(subject)),
-                      ("outbox", keys.outbox(subject))):
+    sizes: dict[str, Any] = {"blob_bytes": int(admin.hstrlen(keys.SINGLE.record(subject), "blob"))}
+    for name, key in (("record", keys.SINGLE.record(subject)), ("consumed", keys.SINGLE.consumed(subject)),
+                      ("outbox", keys.SINGLE.outbox(subject))):
         sizes[f"{name}_memory_usage_bytes"] = int(admin.memory_usage(key) or 0)
-    sizes["consumed_ids"] = int(admin.scard(keys.consumed(subject)))
+    sizes["consumed_ids"] = int(admin.scard(keys.SINGLE.consumed(subject)))
     return sizes
 
 

@@ -29,11 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from bench import common
 from bench.redis_cost import CountingMemory, RoundTrips, _server_stats
-from tasks.store.connections import url_client
+from tasks.store.connections import StateRedis, url_client
 
 CLIENT = "com.bench.timers"
 SLEEP = "arvo.orc.sleep"
@@ -61,7 +59,7 @@ def _broker(memory: Any) -> Any:
     return LocalBroker(registry(memory), keep_history=False)
 
 
-def _memory(redis_url: str, **overrides: Any) -> tuple[Any, redis.Redis]:
+def _memory(redis_url: str, **overrides: Any) -> tuple[Any, StateRedis]:
     from config.settings import Settings
     from tasks.store.connections import redis_client
     from tasks.store.memory import RedisMachineMemory
@@ -133,7 +131,7 @@ def measure_cost(redis_url: str, steps: int) -> dict[str, Any]:
 def _timer_index() -> str:
     from tasks.store import keys
 
-    return keys.TIMER_INDEX
+    return keys.SINGLE.timer_index(0)
 
 
 def _populate(redis_url: str, kind: str, due_ms: Callable[[int], int], count: int) -> float:
@@ -163,16 +161,16 @@ def measure_memory(redis_url: str, timers: int) -> dict[str, Any]:
             base = int(admin.info("memory")["used_memory"])
             _populate(redis_url, kind, lambda _index: due, timers)
             used[kind] = int(admin.info("memory")["used_memory"]) - base
-        sample: list[bytes] = admin.zrange(keys.TIMER_INDEX, 0, HASH_SAMPLE - 1)  # type: ignore[assignment]
+        sample: list[bytes] = admin.zrange(keys.SINGLE.timer_index(0), 0, HASH_SAMPLE - 1)  # type: ignore[assignment]
         members = [member.decode() for member in sample]
-        hashes = [int(admin.memory_usage(keys.timers(member.split(keys.TIMER_MEMBER_SEPARATOR, 1)[0]), samples=0) or 0)
+        hashes = [int(admin.memory_usage(keys.SINGLE.timers(member.split(keys.TIMER_MEMBER_SEPARATOR, 1)[0]), samples=0) or 0)
                   for member in members]
-        index_bytes = int(admin.memory_usage(keys.TIMER_INDEX, samples=0) or 0)
-        count = int(admin.zcard(keys.TIMER_INDEX))
+        index_bytes = int(admin.memory_usage(keys.SINGLE.timer_index(0), samples=0) or 0)
+        count = int(admin.zcard(keys.SINGLE.timer_index(0)))
     finally:
         admin.close()
     if count != timers:
-        raise RuntimeError(f"expected {timers} pending timers in {keys.TIMER_INDEX}, found {count}")
+        raise RuntimeError(f"expected {timers} pending timers in {keys.SINGLE.timer_index(0)}, found {count}")
     return {
         "timers": timers,
         "index_bytes_per_timer": round(index_bytes / timers, 1),
@@ -203,12 +201,12 @@ def measure_lateness(redis_url: str, timers: int, spread_s: float, work: Path) -
         step_ms = spread_s * 1000 / max(1, timers - 1)
         setup_s = _populate(redis_url, SLEEP, lambda index: first_due_ms + int(index * step_ms), timers)
         setup_end_ms = int(time.time() * 1000)
-        stream = keys.outbox_stream(CLIENT)
+        stream = keys.SINGLE.outbox_stream_of_shard(CLIENT, 0)
         deadline = time.monotonic() + (first_due_ms - setup_end_ms) / 1000 + spread_s + 120
         while int(admin.xlen(stream)) < timers and time.monotonic() < deadline:
             time.sleep(0.5)
         entries: list[tuple[bytes, dict[bytes, bytes]]] = admin.xrange(stream)  # type: ignore[assignment]
-    admin_pending = int(admin.zcard(keys.TIMER_INDEX))
+    admin_pending = int(admin.zcard(keys.SINGLE.timer_index(0)))
     admin.close()
     lateness_ms: list[int] = []
     for entry_id, fields in entries:

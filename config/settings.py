@@ -8,7 +8,9 @@ unknown ``ORCH_*`` environment variables, which pydantic-settings would otherwis
 Redis URLs are parsed in one place, :func:`parse_redis_url`. Passwords and TLS go through the
 URL (``redis://:pw@host:6379/0``, ``rediss://host``), and ``repr`` never shows a password. The
 state Redis may also be a Sentinel-managed master, named by its Sentinels and service
-(``redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0``, see :data:`SENTINEL_SCHEME`).
+(``redis+sentinel://:pw@s1:26379,s2:26379/mymaster/0``, see :data:`SENTINEL_SCHEME`), or a
+Redis Cluster named by some of its nodes (``redis+cluster://:pw@h1:7000,h2:7001``, see
+:data:`CLUSTER_SCHEME`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,22 @@ DEFAULT_HANDLERS = "examples.registry:build"
 #: authenticates to the Sentinels themselves.
 SENTINEL_SCHEME = "redis+sentinel"
 
+#: Scheme of a state Redis Cluster: ``redis+cluster://[[user]:password@]host1[:port][,host2[:port]...][/]``.
+#: Any reachable node is enough for redis-py's ``RedisCluster`` to discover the others; listing
+#: several survives one being down at start. No database (a cluster has only database 0) and no
+#: query parameters. kombu has no cluster transport, so this is for state only, never the broker.
+CLUSTER_SCHEME = "redis+cluster"
+
+#: Default port of a Redis Cluster node.
+CLUSTER_PORT = 6379
+
+#: Shards of the state on a Redis Cluster when ``ORCH_REDIS_SHARDS`` is not set (1 elsewhere):
+#: enough that a 3- to 8-primary cluster holds several shards per primary.
+CLUSTER_SHARDS = 16
+
+#: Most shards ``ORCH_REDIS_SHARDS`` accepts (tasks.store.keys.MAX_SHARDS).
+MAX_SHARDS = 1024
+
 #: Default port of a Redis Sentinel.
 SENTINEL_PORT = 26379
 
@@ -52,7 +70,7 @@ SENTINEL_PORT = 26379
 SENTINEL_QUERY = frozenset({"sentinel_password"})
 
 #: URL schemes a Redis client (state, locks, streams) understands.
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", SENTINEL_SCHEME})
+REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", SENTINEL_SCHEME, CLUSTER_SCHEME})
 
 #: URL schemes of a RabbitMQ broker (kombu's py-amqp transport).
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
@@ -90,6 +108,7 @@ class RedisEndpoint:
         query: the remaining query parameters (e.g. ``ssl_cert_reqs``).
         sentinels: ``(host, port)`` of every Sentinel of a ``redis+sentinel`` URL, else empty.
         service: the Sentinel service (master name) of a ``redis+sentinel`` URL, else None.
+        nodes: ``(host, port)`` of every node of a ``redis+cluster`` URL, else empty.
     """
 
     url: str
@@ -103,11 +122,17 @@ class RedisEndpoint:
     query: dict[str, str]
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str | None = None
+    nodes: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_sentinel(self) -> bool:
         """Whether the master is found through Redis Sentinel (``redis+sentinel://``)."""
         return self.scheme == SENTINEL_SCHEME
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether this names a Redis Cluster (``redis+cluster://``)."""
+        return self.scheme == CLUSTER_SCHEME
 
     @property
     def tls(self) -> bool:
@@ -163,6 +188,8 @@ def parse_redis_url(url: str, *, schemes: frozenset[str] = REDIS_SCHEMES) -> Red
     query = dict(parse_qsl(parts.query))
     if scheme == SENTINEL_SCHEME:
         return _sentinel_endpoint(url, parts.netloc, parts.path, query)
+    if scheme == CLUSTER_SCHEME:
+        return _cluster_endpoint(url, parts.netloc, parts.path, query)
     if scheme == "memory":
         return RedisEndpoint(url, scheme, None, None, 0, None, None, None, query)
     try:
@@ -196,15 +223,10 @@ def _sentinel_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) 
     urlsplit cannot read a comma-joined host list (its ``port`` fails), so the network location
     is taken apart here; every rule broken is reported with the part that broke it.
     """
-    userinfo, at, hosts_text = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user_text, colon, password_text = userinfo.partition(":")
-        username = unquote(user_text) or None
-        password = unquote(password_text) if colon else None
+    username, password, hosts_text = _userinfo(netloc)
     if not hosts_text:
         raise ValueError(f"Sentinel URL needs at least one Sentinel host, e.g. {SENTINEL_SCHEME}://10.0.0.5:26379/mymaster")
-    sentinels = tuple(_sentinel_address(item) for item in hosts_text.split(","))
+    sentinels = tuple(_host_address(item, "Sentinel", SENTINEL_PORT) for item in hosts_text.split(","))
     segments = path.split("/")[1:] if path.startswith("/") else []
     if not segments or not segments[0]:
         raise ValueError(f"Sentinel URL needs a service name as its first path segment: {SENTINEL_SCHEME}://host:26379/<service>[/<db>]")
@@ -234,24 +256,60 @@ def _sentinel_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) 
     )
 
 
-def _sentinel_address(item: str) -> tuple[str, int]:
-    """``host[:port]`` or ``[ipv6][:port]`` of one Sentinel (port 26379 by default)."""
+def _cluster_endpoint(url: str, netloc: str, path: str, query: dict[str, str]) -> RedisEndpoint:
+    """A ``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]`` URL."""
+    username, password, hosts_text = _userinfo(netloc)
+    if not hosts_text:
+        raise ValueError(f"Cluster URL needs at least one node, e.g. {CLUSTER_SCHEME}://10.0.0.5:7000,10.0.0.6:7001")
+    nodes = tuple(_host_address(item, "Cluster node", CLUSTER_PORT) for item in hosts_text.split(","))
+    if path not in ("", "/"):
+        raise ValueError(f"Cluster URL takes no path (a Redis Cluster has only database 0), got {path!r}")
+    if query:
+        raise ValueError(f"Cluster URL takes no query parameters, got {sorted(query)}")
+    return RedisEndpoint(
+        url=url,
+        scheme=CLUSTER_SCHEME,
+        host=None,
+        port=None,
+        db=0,
+        username=username,
+        password=password,
+        path=None,
+        query={},
+        nodes=nodes,
+    )
+
+
+def _userinfo(netloc: str) -> tuple[str | None, str | None, str]:
+    """``(username, password, host list)`` of a multi-host URL's network location.
+
+    urlsplit cannot read a comma-joined host list (its ``port`` fails), so it is taken apart here.
+    """
+    userinfo, at, hosts_text = netloc.rpartition("@")
+    if not at:
+        return None, None, hosts_text
+    user_text, colon, password_text = userinfo.partition(":")
+    return unquote(user_text) or None, unquote(password_text) if colon else None, hosts_text
+
+
+def _host_address(item: str, what: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` or ``[ipv6][:port]`` of one host of a multi-host URL (``what`` names it)."""
     if item.startswith("["):
         host, bracket, rest = item[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(f"Sentinel host {item!r} must be [ipv6-address] or [ipv6-address]:port")
+            raise ValueError(f"{what} host {item!r} must be [ipv6-address] or [ipv6-address]:port")
         port_text = rest[1:] if rest else None
     else:
         host, colon, port_text_or_empty = item.partition(":")
         port_text = port_text_or_empty if colon else None
         if ":" in port_text_or_empty:
-            raise ValueError(f"Sentinel host {item!r} must be host:port (put an IPv6 address in brackets)")
+            raise ValueError(f"{what} host {item!r} must be host:port (put an IPv6 address in brackets)")
     if not host:
-        raise ValueError(f"Sentinel host must not be empty in {item!r} (hosts are comma-separated host:port)")
+        raise ValueError(f"{what} host must not be empty in {item!r} (hosts are comma-separated host:port)")
     if port_text is None:
-        return host, SENTINEL_PORT
+        return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"Sentinel port must be a number from 1 to 65535, got {port_text!r} in {item!r}")
+        raise ValueError(f"{what} port must be a number from 1 to 65535, got {port_text!r} in {item!r}")
     return host, int(port_text)
 
 
@@ -322,7 +380,13 @@ class Settings(BaseSettings):
     """Celery broker: a Redis (``redis://``, the default) or a RabbitMQ (``amqp://``);
     ``memory://`` runs the embedded, in-process mode. State is always in ``redis_url``."""
     redis_url: str = DEFAULT_REDIS_URL
-    """Redis for workflow records, locks, dead letters and outbox streams."""
+    """Redis for workflow records, locks, dead letters and outbox streams: a server, a Sentinel
+    service (``redis+sentinel://``) or a Redis Cluster (``redis+cluster://``)."""
+    redis_shards: int | None = Field(default=None, ge=1, le=MAX_SHARDS)
+    """Shards of the state (``tasks/store/keys.py``): each workflow's keys and its shard's index,
+    timer queue, dead letters and outbox streams share one hash slot. None (the default) means
+    16 on a Redis Cluster and 1 otherwise. Part of the data layout: every worker and client of a
+    deployment must agree, and changing it strands the stored workflows."""
     result_backend: str | None = None
     """Celery result backend; None (the default) stores no task results at all."""
     redis_socket_timeout_s: float = Field(default=5.0, gt=0)
@@ -331,9 +395,10 @@ class Settings(BaseSettings):
     """Connect timeout of the state Redis."""
     redis_wait_replicas: int = Field(default=0, ge=0)
     """Replicas that must acknowledge a step's write before its events are published (Redis
-    ``WAIT``, pipelined after the write: no extra round trip). 0 does not wait: with
-    asynchronous replication a failover can then lose an acknowledged step
-    (``docs/guarantees.md``, "With Redis Sentinel for state")."""
+    ``WAIT``, pipelined after the write: no extra round trip; on a Redis Cluster it is sent to
+    the primary holding the step's slot). 0 does not wait: with asynchronous replication a
+    failover can then lose an acknowledged step (``docs/guarantees.md``, "With Redis Sentinel
+    for state" and "With Redis Cluster for state")."""
     redis_wait_timeout_ms: int = Field(default=1000, ge=1)
     """How long ``WAIT`` waits for those replicas; too few in time fails the step retryably."""
 
@@ -461,7 +526,15 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _check_broker_url(cls, value: str) -> str:
-        parse_redis_url(value, schemes=BROKER_SCHEMES)
+        try:
+            parse_redis_url(value, schemes=BROKER_SCHEMES)
+        except ValueError as exc:
+            if value.lower().startswith(f"{CLUSTER_SCHEME}:"):
+                raise ValueError(
+                    "broker_url cannot be a Redis Cluster: kombu has no cluster transport; use a plain Redis "
+                    "or RabbitMQ as the broker and the cluster for state (redis_url)"
+                ) from None
+            raise exc
         return value
 
     @field_validator("redis_url")
@@ -527,6 +600,13 @@ class Settings(BaseSettings):
     def redis(self) -> RedisEndpoint:
         """The parsed state/lock Redis URL."""
         return parse_redis_url(self.redis_url)
+
+    @property
+    def redis_shard_count(self) -> int:
+        """The shard count in force: :attr:`redis_shards`, else 16 on a cluster and 1 otherwise."""
+        if self.redis_shards is not None:
+            return self.redis_shards
+        return CLUSTER_SHARDS if self.redis.is_cluster else 1
 
     @property
     def handlers_target(self) -> tuple[str, str]:

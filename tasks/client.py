@@ -2,7 +2,7 @@
 
 A workflow's completion (or system error) goes to ``meta.redirectto`` of its subject, else to its
 initiator. That destination has no handler in the deployment, so the runtime appends the event
-to its external outbox stream; :func:`run_workflow` watches that stream for the subject.
+to its external outbox stream (the one of its subject's shard); :func:`run_workflow` watches that stream for the subject.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from orchestrator.subject import OrchestrationSubject
 from orchestrator.timers import cancel_event, cancellable
 from tasks.celery import app as default_app
 from tasks.store.connections import redis_client
+from tasks.store.keys import KeySpace
 from tasks.store.memory import RedisMachineMemory
 from tasks.store.streams import ExternalOutbox
 from tasks.worker.task import EXECUTE_TASK
@@ -58,13 +59,13 @@ class WorkflowHandle:
         settings = self._app.tasks[EXECUTE_TASK].settings()
         client = redis_client(settings)
         try:
-            outbox = ExternalOutbox(client, settings.stream_maxlen)
+            outbox = ExternalOutbox(client, settings.stream_maxlen, KeySpace(settings.redis_shard_count))
             destination = reply_destination(self.init_event)
             terminal = {f"{self.init_event.type}.done", f"sys.{self.init_event.type}.error"}
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
                 block_ms = max(1, int(min(left, 1.0) * 1000))
-                for entry_id, event in outbox.read_after(destination, self._after, block_ms=block_ms):
+                for entry_id, event in outbox.read_after(destination, self.subject, self._after, block_ms=block_ms):
                     self._after = entry_id
                     if event.subject == self.subject and event.type in terminal:
                         return event
@@ -95,7 +96,8 @@ def start_workflow(init_event: ArvoEvent, app: Celery | None = None) -> Workflow
     settings = app.tasks[EXECUTE_TASK].settings()
     client = redis_client(settings)
     try:
-        after = ExternalOutbox(client, settings.stream_maxlen).last_id(reply_destination(init_event))
+        outbox = ExternalOutbox(client, settings.stream_maxlen, KeySpace(settings.redis_shard_count))
+        after = outbox.last_id(reply_destination(init_event), init_event.subject)
     finally:
         client.close()
     send_event(init_event, app)
@@ -127,7 +129,12 @@ def cancel_workflow(subject: str, reason: str, *, source: str = "com.orchestrato
     settings = app.tasks[EXECUTE_TASK].settings()
     client = redis_client(settings)
     try:
-        memory = RedisMachineMemory(client, lock_expire_s=settings.lock_expire_s, auto_renewal=False)
+        memory = RedisMachineMemory(
+            client,
+            lock_expire_s=settings.lock_expire_s,
+            auto_renewal=False,
+            key_space=KeySpace(settings.redis_shard_count),
+        )
         orchestrator = cancellable(subject, lambda target: memory.read(target).record)
         send_event(cancel_event(subject=subject, orchestrator=orchestrator, reason=reason, source=source), app)
     finally:

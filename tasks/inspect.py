@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import redis
-
 from config.settings import Settings
 from orchestrator.description import describe
 from orchestrator.errors import DeadLetterNotFound, WorkflowNotFound
@@ -29,10 +27,10 @@ from orchestrator.inspection import (
 from orchestrator.record import WorkflowRecord
 from orchestrator.search import check_limit
 from tasks.client import cancel_workflow, send_event
-from tasks.store import keys
 from tasks.store.codec import unpack
-from tasks.store.connections import redis_client
+from tasks.store.connections import StateRedis, redis_client
 from tasks.store.index import RedisIndex
+from tasks.store.keys import KeySpace
 from tasks.store.streams import DeadLetter, DeadLetterStore
 from tasks.worker.app import create_app
 
@@ -45,21 +43,23 @@ class RedisInspector:
 
     Args:
         settings: the deployment settings (stream cap, history cap).
-        client: a ``redis.Redis`` on ``settings.redis_url`` with ``decode_responses=False``.
+        client: a ``redis.Redis`` (or ``RedisCluster``) on ``settings.redis_url`` with
+            ``decode_responses=False``.
         app: the deployment's Celery app, to send retries, replays and cancellations.
     """
 
-    def __init__(self, settings: Settings, client: redis.Redis, app: Celery) -> None:
+    def __init__(self, settings: Settings, client: StateRedis, app: Celery) -> None:
         self.settings = settings
         self.client = client
         self.app = app
-        self.index = RedisIndex(client)
-        self.dead_letter_store = DeadLetterStore(client, settings.stream_maxlen)
+        self.keys = KeySpace(settings.redis_shard_count)
+        self.index = RedisIndex(client, self.keys)
+        self.dead_letter_store = DeadLetterStore(client, settings.stream_maxlen, self.keys)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _read(self, subject: str) -> tuple[WorkflowRecord, int]:
-        version, blob = self.client.hmget(keys.record(subject), ["version", "blob"])  # type: ignore[misc]
+        version, blob = self.client.hmget(self.keys.record(subject), ["version", "blob"])  # type: ignore[misc]
         if not isinstance(blob, bytes):
             raise WorkflowNotFound(f"no workflow with subject '{subject}' (never started, or expired)")
         return WorkflowRecord.from_dict(unpack(blob)), int(version or 0)
@@ -76,8 +76,8 @@ class RedisInspector:
         if limit is not None and limit <= 0:
             return []
         pipe = self.client.pipeline(transaction=False)
-        pipe.exists(keys.record(subject))
-        pipe.lrange(keys.history(subject), -limit if limit is not None else 0, -1)
+        pipe.exists(self.keys.record(subject))
+        pipe.lrange(self.keys.history(subject), -limit if limit is not None else 0, -1)
         exists, stored = pipe.execute()
         if not exists:
             raise WorkflowNotFound(f"no workflow with subject '{subject}' (never started, or expired)")

@@ -52,8 +52,9 @@ from orchestrator.event import ArvoEvent, decode_event
 from orchestrator.orchestrator import ArvoOrchestrator
 from orchestrator.telemetry import context_from_headers
 from tasks.retry_reason import retry_reason
-from tasks.store.connections import redis_client
+from tasks.store.connections import CLUSTER_TRANSIENT_ERRORS, node_client, redis_client
 from tasks.store.index import RedisIndex
+from tasks.store.keys import KeySpace
 from tasks.store.memory import RedisMachineMemory
 from tasks.store.streams import DeadLetterStore, ExternalOutbox
 
@@ -64,11 +65,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Infrastructure failures that a later attempt may get past.
+#: Infrastructure failures that a later attempt may get past (a Redis Cluster's failover and
+#: slot moves included).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     OperationalError,
+    *CLUSTER_TRANSIENT_ERRORS,
 )
 
 
@@ -139,10 +142,11 @@ class Runtime:
             for handler in handlers
             if queues is None or settings.queue_for(handler.source) in queues
         }
-        self.dead_letters = DeadLetterStore(self.redis, settings.stream_maxlen)
-        self.outbox = ExternalOutbox(self.redis, settings.stream_maxlen)
+        space = KeySpace(settings.redis_shard_count)
+        self.dead_letters = DeadLetterStore(self.redis, settings.stream_maxlen, space)
+        self.outbox = ExternalOutbox(self.redis, settings.stream_maxlen, space)
         #: The search index, swept of expired workflows by the timer poller.
-        self.index = RedisIndex(self.redis)
+        self.index = RedisIndex(self.redis, space)
 
     # -- routing and publishing -------------------------------------------------------------------
 
@@ -174,22 +178,37 @@ class Runtime:
         completion that a failover could lose must not let the step settle its outbox. Too few
         replicas raise a retryable violation; the step's outbox stays unsettled and its retry
         appends the events again (same ids: a client de-duplicates them by id).
+
+        The streams are sharded by the events' subjects; with ``WAIT`` each shard's appends and
+        its ``WAIT`` go, pipelined, to the server holding that shard (one server and one
+        pipeline, unless the state is a cluster and the events are about several shards).
         """
         wait = self.settings.redis_wait_replicas
-        pipe = self.redis.pipeline(transaction=False)
+        if not wait:
+            pipe = self.redis.pipeline(transaction=False)
+            for destination, event in external:
+                self.outbox.add(destination, event, pipe)
+            pipe.execute()
+            return
+        by_shard: dict[int, list[tuple[str, ArvoEvent]]] = {}
         for destination, event in external:
-            self.outbox.add(destination, event, pipe)
-        if wait:
-            pipe.wait(wait, self.settings.redis_wait_timeout_ms)
-        replies = pipe.execute()
-        if wait and int(replies[-1]) < wait:
-            message = (
-                f"Not replicated: {len(external)} event(s) appended to the external outbox streams reached "
-                f"{replies[-1]} of {wait} replica(s) within {self.settings.redis_wait_timeout_ms} ms "
-                "(ORCH_REDIS_WAIT_REPLICAS); they are appended again when the event is retried"
-            )
-            logger.warning("%s", message)
-            raise TransactionViolation(TransactionCause.WRITE_FAILURE, message)
+            by_shard.setdefault(self.outbox.keys.shard_of(event.subject), []).append((destination, event))
+        for group in by_shard.values():
+            first_destination, first = group[0]
+            stream = self.outbox.stream(first_destination, first.subject)
+            node_pipe = node_client(self.redis, stream).pipeline(transaction=False)
+            for destination, event in group:
+                self.outbox.add(destination, event, node_pipe)
+            node_pipe.wait(wait, self.settings.redis_wait_timeout_ms)
+            acked = int(node_pipe.execute()[-1])
+            if acked < wait:
+                message = (
+                    f"Not replicated: {len(group)} event(s) appended to the external outbox streams reached "
+                    f"{acked} of {wait} replica(s) within {self.settings.redis_wait_timeout_ms} ms "
+                    "(ORCH_REDIS_WAIT_REPLICAS); they are appended again when the event is retried"
+                )
+                logger.warning("%s", message)
+                raise TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
     def _send(self, producer: Any, event: ArvoEvent) -> None:
         parent = context_from_headers(event.traceparent, event.tracestate)

@@ -11,6 +11,13 @@ followed without help). A call that hits the failover fails with a ``redis.Conne
 (``MasterNotFoundError`` while no master is elected, "The previous master is now a slave" when
 a write reaches a demoted master, redis-py's translation of its ``READONLY`` reply), which the
 memory maps to a retryable violation like any other Redis error.
+
+A ``redis+cluster://`` URL gives a :class:`redis.cluster.RedisCluster` instead (the same
+commands, routed by key slot; see ``tasks/store/keys.py`` for how every script stays in one
+slot). During a cluster failover calls fail with the cluster errors of
+:data:`CLUSTER_TRANSIENT_ERRORS` until the replica is promoted and the client has re-read the
+slot map; those are retried like a connection error. The few commands that have no key but
+must reach one primary (``WAIT``, and the write it follows) go through :func:`node_client`.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AskError, ClusterDownError, ClusterError, SlotNotCoveredError, TryAgainError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from config.settings import parse_redis_url
+from config.settings import CLUSTER_SHARDS, parse_redis_url
+from tasks.store.keys import KeySpace
 
 if TYPE_CHECKING:
     from config.settings import RedisEndpoint, Settings
@@ -32,6 +42,24 @@ if TYPE_CHECKING:
 #: retry rides over a connection dropped by a Redis restart, and anything longer is left to
 #: the task's retry with backoff, which frees the process meanwhile.
 CLIENT_RETRIES = 1
+
+#: A state client: one server (plain or a Sentinel service's master), or a Redis Cluster.
+StateRedis = redis.Redis | RedisCluster
+
+#: Errors of a Redis Cluster that a later attempt gets past: no primary for a slot yet
+#: (``CLUSTERDOWN``, the slot not covered), a slot moving or migrating (``MOVED``/``ASK`` left
+#: after redis-py's own redirections, ``TRYAGAIN``), redis-py giving up its redirections
+#: (``ClusterError``). ``SlotNotCoveredError`` is not a ``RedisError``, hence its own entry.
+CLUSTER_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    ClusterDownError,
+    ClusterError,
+    TryAgainError,
+    AskError,
+    SlotNotCoveredError,
+)
+
+#: Everything a state-Redis call may raise that is the store's trouble, not a bug of the caller.
+STATE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, SlotNotCoveredError)
 
 #: Seconds between health checks (a PING before a command on a connection idle that long).
 HEALTH_CHECK_INTERVAL_S = 30
@@ -67,8 +95,8 @@ def connect(
     retry: Retry | None,
     decode_responses: bool = False,
     health_check_interval: int = HEALTH_CHECK_INTERVAL_S,
-) -> redis.Redis:
-    """A client of the Redis named by ``endpoint``: a plain server, or a Sentinel service's master.
+) -> StateRedis:
+    """A client of the Redis named by ``endpoint``: a plain server, a Sentinel service's master, or a cluster.
 
     Args:
         endpoint: a parsed URL, or a URL (parsed by :func:`config.settings.parse_redis_url`).
@@ -90,6 +118,13 @@ def connect(
         "health_check_interval": health_check_interval,
         "retry": retry,
     }
+    if endpoint.is_cluster:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in endpoint.nodes],  # type: ignore[no-untyped-call]
+            username=endpoint.username,
+            password=endpoint.password,
+            **options,
+        )
     if not endpoint.is_sentinel:
         return redis.Redis.from_url(endpoint.url, **options)
     sentinel_options: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
@@ -107,7 +142,32 @@ def connect(
     return client
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def node_client(client: StateRedis, key: str) -> redis.Redis:
+    """The client of the one server holding ``key``: ``client`` itself unless it is a cluster.
+
+    For commands that must run on the primary of a key's slot over one connection with no key
+    of their own (a write followed by ``WAIT``, which counts what *this connection* wrote). A
+    slot that moved since the cluster client last read the slot map answers ``MOVED``: a
+    retryable error, after which the cluster client routes to the new owner.
+    """
+    if isinstance(client, RedisCluster):
+        node_redis: redis.Redis = client.get_redis_connection(client.get_node_from_key(key))  # type: ignore[no-untyped-call]
+        return node_redis
+    return client
+
+
+def key_space_for(client: StateRedis, shards: int | None = None) -> KeySpace:
+    """The key layout of ``shards`` shards; None: the settings' default for this kind of client.
+
+    ``Settings.redis_shard_count`` is the deployment's value; this default (16 on a cluster, 1
+    otherwise) is the same rule, for code given only a client (tests, tools).
+    """
+    if shards is None:
+        shards = CLUSTER_SHARDS if isinstance(client, RedisCluster) else 1
+    return KeySpace(shards)
+
+
+def redis_client(settings: Settings) -> StateRedis:
     """A client for ``settings.redis_url`` (password, TLS or Sentinel service come from the URL).
 
     Args:
@@ -124,7 +184,7 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def url_client(url: str) -> redis.Redis:
+def url_client(url: str) -> StateRedis:
     """A client of any state-Redis URL (Sentinel included) for tools and benches.
 
     redis-py's default timeouts (none), since benches block on streams; the runtime uses

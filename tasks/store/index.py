@@ -1,5 +1,11 @@
 """The search index in Redis, read side: listing, counting and sweeping (keys in :mod:`tasks.store.keys`).
 
+The index is sharded like the state (one set of each kind per shard, in the shard's hash slot).
+A listing reads every shard's set in one pipeline per batch (on a Redis Cluster, one request
+per node) and merges them by score, ties by subject, newest first: the order a single sorted set
+gives, so the cursor (a score and how many members of that score were passed) means the same
+with one shard or many. A count sums the shards' ``ZCARD``/``ZCOUNT``.
+
 ``write_record.lua`` maintains the index with every step; this module reads it. A listing scans
 the most selective sorted set of the filter by update time (``ZREVRANGEBYSCORE ... LIMIT``),
 newest first, and checks the other filters on the workflows' summary hashes, read with one
@@ -15,14 +21,16 @@ whose summary is gone or past its ``expires`` skips it and removes it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis
-
-from orchestrator.inspection import STATUSES, Page, WorkflowFilter, WorkflowSummary
+from orchestrator.inspection import Page, WorkflowFilter, WorkflowSummary
 from orchestrator.search import check_limit, decode_cursor, encode_cursor, matches
 from tasks.store import keys, scripts
+from tasks.store.connections import StateRedis, key_space_for
+
+#: A sorted set of the index, given its shard.
+ShardKey = Callable[[int], str]
 
 #: Workflows one sweep call removes at most.
 SWEEP_BATCH = 1000
@@ -42,14 +50,16 @@ def _text(value: Any) -> str:
 
 
 class RedisIndex:
-    """Reads and sweeps the workflow search index of one Redis.
+    """Reads and sweeps the workflow search index of one deployment.
 
     Args:
-        client: a ``redis.Redis`` (binary or decoded responses).
+        client: a ``redis.Redis`` or ``RedisCluster`` (binary or decoded responses).
+        key_space: the deployment's key layout; None: the default for ``client``.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: StateRedis, key_space: keys.KeySpace | None = None) -> None:
         self._client = client
+        self.keys = key_space if key_space is not None else key_space_for(client)
         self._sweep = client.register_script(scripts.load("sweep_index"))
 
     # -- rows ---------------------------------------------------------------------------------------
@@ -61,7 +71,7 @@ class RedisIndex:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         pipe = self._client.pipeline(transaction=False)
         for subject in subjects:
-            pipe.hmget(keys.summary(subject), _FIELDS)
+            pipe.hmget(self.keys.summary(subject), _FIELDS)
         return [_row(subject, values, now_ms) for subject, values in zip(subjects, pipe.execute(), strict=True)]
 
     def row(self, subject: str) -> WorkflowSummary | None:
@@ -71,21 +81,44 @@ class RedisIndex:
     # -- sweeping -----------------------------------------------------------------------------------
 
     def sweep(self, now_ms: int | None = None, limit: int = SWEEP_BATCH) -> int:
-        """Remove up to ``limit`` workflows whose record expired from every index set; how many."""
+        """Remove up to ``limit`` workflows per shard whose record expired from every index set; how many.
+
+        One pipelined read of the due members of every shard, then one script call per shard
+        with any, declaring the sets those members name (see sweep_index.lua).
+        """
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        return int(
-            self._sweep(
-                keys=[keys.INDEX_EXPIRING, keys.INDEX_ALL],
-                args=[
-                    now_ms,
-                    limit,
-                    keys.INDEX_STATUS_PREFIX,
-                    keys.INDEX_ORCHESTRATOR_PREFIX,
-                    keys.INDEX_PARENT_PREFIX,
-                    keys.INDEX_MEMBER_SEPARATOR,
-                ],
-            )
-        )
+        space = self.keys
+        pipe = self._client.pipeline(transaction=False)
+        for shard in space.all_shards:
+            pipe.zrangebyscore(space.index_expiring(shard), "-inf", now_ms, start=0, num=limit)
+        total = 0
+        for shard, due in zip(space.all_shards, pipe.execute(), strict=True):
+            if due:
+                script_keys, args = self._sweep_call(shard, [_text(member) for member in due])
+                total += int(self._sweep(keys=script_keys, args=[now_ms, *args]))
+        return total
+
+    def _sweep_call(self, shard: int, members: list[str]) -> tuple[list[str], list[str | int]]:
+        """KEYS and ARGV[2..] of sweep_index.lua for ``members`` of ``shard``'s expiring set."""
+        space = self.keys
+        script_keys = [space.index_expiring(shard), space.index_all(shard)]
+        position: dict[str, int] = {}
+        args: list[str | int] = []
+        for member in members:
+            subject, status, orchestrator, version, parent, *_ = (*member.split(keys.INDEX_MEMBER_SEPARATOR), "", "", "", "")
+            names = [
+                space.index_status(shard, status),
+                space.index_orchestrator(shard, orchestrator),
+                space.index_orchestrator(shard, orchestrator, version),
+            ]
+            if parent:
+                names.append(space.index_parent(shard, parent))
+            for name in names:
+                if name not in position:
+                    script_keys.append(name)
+                    position[name] = len(script_keys)
+            args += [member, subject, len(names), *(position[name] for name in names)]
+        return script_keys, args
 
     def sweep_all(self, now_ms: int | None = None) -> int:
         """Sweep until nothing is due (at most :data:`SWEEP_ROUNDS` calls)."""
@@ -97,45 +130,67 @@ class RedisIndex:
                 break
         return total
 
-    def _forget(self, key: str, subjects: list[str]) -> None:
-        """Remove members met with no live summary from the set scanned and the global ones."""
+    def _forget(self, source: ShardKey, subjects: list[str]) -> None:
+        """Remove members met with no live summary from the set scanned and the shard's global ones."""
         pipe = self._client.pipeline(transaction=False)
-        for name in {key, keys.INDEX_ALL, *(keys.index_status(status) for status in STATUSES)}:
-            pipe.zrem(name, *subjects)
+        for subject in subjects:
+            shard = self.keys.shard_of(subject)
+            for name in {source(shard), self.keys.index_all(shard), *self.keys.index_statuses(shard)}:
+                pipe.zrem(name, subject)
         pipe.execute()
 
     # -- listing ------------------------------------------------------------------------------------
 
-    def _sources(self, where: WorkflowFilter) -> dict[str, str]:
-        """The sorted sets that hold every match of ``where``, by a one-letter tag."""
-        found: dict[str, str] = {}
+    def _sources(self, where: WorkflowFilter) -> dict[str, ShardKey]:
+        """The sorted sets (one per shard) that hold every match of ``where``, by a one-letter tag."""
+        space = self.keys
+        found: dict[str, ShardKey] = {}
         if where.status is not None:
-            found["s"] = keys.index_status(where.status)
+            status = where.status
+            found["s"] = lambda shard: space.index_status(shard, status)
         if where.orchestrator is not None:
-            found["o"] = keys.index_orchestrator(where.orchestrator, where.version)
+            name, version = where.orchestrator, where.version
+            found["o"] = lambda shard: space.index_orchestrator(shard, name, version)
         if where.parent_subject is not None:
-            found["p"] = keys.index_parent(where.parent_subject)
-        return found or {"a": keys.INDEX_ALL}
+            parent = where.parent_subject
+            found["p"] = lambda shard: space.index_parent(shard, parent)
+        return found or {"a": space.index_all}
 
-    def _source(self, where: WorkflowFilter, tag: str) -> tuple[str, str]:
-        """The set to scan: the cursor's, else the smallest candidate (one ZCARD round trip)."""
+    def _source(self, where: WorkflowFilter, tag: str) -> tuple[str, ShardKey]:
+        """The sets to scan: the cursor's, else the smallest candidate (one pipelined ZCARD round trip)."""
         sources = self._sources(where)
         if tag in sources:
             return tag, sources[tag]
         if len(sources) == 1:
             return next(iter(sources.items()))
         pipe = self._client.pipeline(transaction=False)
-        for key in sources.values():
-            pipe.zcard(key)
+        for source in sources.values():
+            for shard in self.keys.all_shards:
+                pipe.zcard(source(shard))
         sizes = pipe.execute()
-        return min(zip(sources.items(), sizes, strict=True), key=lambda pair: int(pair[1]))[0]
+        shards = self.keys.shards
+        totals = [sum(int(size) for size in sizes[i * shards : (i + 1) * shards]) for i in range(len(sources))]
+        return min(zip(sources.items(), totals, strict=True), key=lambda pair: pair[1])[0]
+
+    def _merged(self, source: ShardKey, high: float, low: float, count: int) -> tuple[list[tuple[str, int]], bool]:
+        """The first ``count`` members of every shard's set between ``high`` and ``low``, merged
+        newest first (ties: subject descending, as ``ZREVRANGEBYSCORE`` orders them), and whether
+        more follow. The global first ``count`` are among each shard's first ``count``."""
+        pipe = self._client.pipeline(transaction=False)
+        for shard in self.keys.all_shards:
+            pipe.zrevrangebyscore(source(shard), _bound(high), _bound(low), start=0, num=count, withscores=True)
+        batches = pipe.execute()
+        members = [(_text(member), int(score)) for batch in batches for member, score in batch]
+        members.sort(key=lambda pair: (pair[1], pair[0].encode()), reverse=True)
+        more = len(members) > count or any(len(batch) == count for batch in batches)
+        return members[:count], more
 
     def list(self, where: WorkflowFilter, limit: int = 50, cursor: str | None = None) -> Page:
         """Workflows matching ``where``, newest update first, after ``cursor``."""
         check_limit(limit)
         self.sweep()
         score, offset, tag = decode_cursor(cursor) if cursor is not None else (None, 0, "")
-        tag, key = self._source(where, tag)
+        tag, source = self._source(where, tag)
         high: float = where.updated_before_ms if where.updated_before_ms is not None else float("inf")
         if score is not None:
             high = min(high, score)
@@ -147,12 +202,9 @@ class RedisIndex:
         now_ms = int(time.time() * 1000)
         size = min(SCAN_BATCH, limit + 1)  # a page's worth first, then larger batches
         while more and len(items) < limit:
-            start = passed if position is not None and position == high else 0
-            batch: list[tuple[Any, float]] = self._client.zrevrangebyscore(  # type: ignore[assignment]
-                key, _bound(high), _bound(low), start=start, num=size, withscores=True
-            )
-            members = [(_text(member), int(member_score)) for member, member_score in batch]
-            more = len(members) == size
+            skip = passed if position is not None and position == high else 0
+            merged, more = self._merged(source, high, low, skip + size)
+            members = merged[skip:]
             size = min(SCAN_BATCH, size * 4)
             rows = self.rows([subject for subject, _ in members], now_ms)
             for index, ((subject, member_score), row) in enumerate(zip(members, rows, strict=True)):
@@ -169,28 +221,30 @@ class RedisIndex:
                         break
             if position is not None:
                 high = position
-        if stale:  # removed from the set scanned: the cursor's offset no longer counts them
+        if stale:  # removed from the sets scanned: the cursor's offset no longer counts them
             passed -= sum(1 for _, member_score in stale if member_score == position)
-            self._forget(key, [subject for subject, _ in stale])
+            self._forget(source, [subject for subject, _ in stale])
         next_cursor = encode_cursor(position, passed) + f":{tag}" if more and position is not None else None
         return Page(tuple(items), next_cursor)
 
     def count(self, where: WorkflowFilter) -> int:
-        """How many workflows match ``where`` (one ZCARD or ZCOUNT when the filter allows)."""
+        """How many workflows match ``where`` (the shards' ZCARD or ZCOUNT, summed, when the filter allows)."""
         self.sweep_all()
         sources = self._sources(where)
         started = where.started_after_ms is not None or where.started_before_ms is not None
         if len(sources) == 1 and not started:
-            key = next(iter(sources.values()))
-            if where.updated_after_ms is None and where.updated_before_ms is None:
-                return int(self._client.zcard(key))
-            return int(
-                self._client.zcount(
-                    key,
-                    _bound(where.updated_after_ms if where.updated_after_ms is not None else float("-inf")),
-                    _bound(where.updated_before_ms if where.updated_before_ms is not None else float("inf")),
-                )
-            )
+            source = next(iter(sources.values()))
+            pipe = self._client.pipeline(transaction=False)
+            for shard in self.keys.all_shards:
+                if where.updated_after_ms is None and where.updated_before_ms is None:
+                    pipe.zcard(source(shard))
+                else:
+                    pipe.zcount(
+                        source(shard),
+                        _bound(where.updated_after_ms if where.updated_after_ms is not None else float("-inf")),
+                        _bound(where.updated_before_ms if where.updated_before_ms is not None else float("inf")),
+                    )
+            return sum(int(size) for size in pipe.execute())
         total = 0
         cursor: str | None = None
         while True:

@@ -60,7 +60,7 @@ class LeaseLock(redis_lock.Lock):  # type: ignore[misc]
         return False
 
 
-def register_lock_scripts(client: redis.Redis) -> None:
+def register_lock_scripts(client: redis.Redis | redis.RedisCluster) -> None:
     """Register python-redis-lock's scripts for ``client``'s process.
 
     The library registers them once per process, on whichever class asks first; registering

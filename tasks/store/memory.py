@@ -16,6 +16,11 @@ python-redis-lock key. Costs per call, in network round trips:
 
 So a whole orchestrator step (lock_and_read, write, unlock) costs 3 round trips besides the broker's.
 
+Redis Cluster. The client may be a :class:`redis.cluster.RedisCluster`: every key a step
+touches carries its shard's hash tag (:class:`~tasks.store.keys.KeySpace`), so the pipeline of
+``lock_and_read`` goes to one node and each script runs on one slot; the costs are the same.
+Timers are claimed shard by shard (:meth:`RedisMachineMemory.claim_due_timers`).
+
 Replication. With ``wait_replicas`` > 0 (``ORCH_REDIS_WAIT_REPLICAS``), ``write`` sends Redis's
 ``WAIT wait_replicas wait_timeout_ms`` in the same pipeline as the script (``WAIT`` cannot run
 inside a script, and pipelined it costs no extra round trip, only the replicas' latency). When
@@ -25,7 +30,9 @@ event consumed with its outbox unsettled, and ``lock_and_read`` then waits for t
 again (a ``PEXPIRE`` of the lock just taken plus ``WAIT``, in one more round trip, only on
 that path) before the stored events are re-published: no event is published from a write that
 fewer than ``wait_replicas`` replicas hold. ``WAIT`` counts replicas that acknowledged; it is
-no consensus (``docs/guarantees.md``, "With Redis Sentinel for state").
+no consensus (``docs/guarantees.md``, "With Redis Sentinel for state"). On a cluster the script
+and ``WAIT`` are sent, pipelined, on one connection to the primary of the step's slot
+(:func:`~tasks.store.connections.node_client`): the same single round trip.
 
 Fencing: the write script compares the lock key's value with the lease token in the same
 atomic call as the version check, so a worker whose lease expired is refused even when the
@@ -49,7 +56,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import msgpack
-import redis
 from redis.exceptions import NoScriptError
 
 from orchestrator.errors import TransactionCause, TransactionViolation
@@ -59,6 +65,7 @@ from orchestrator.memory.base import DueTimer, Lease, ReadResult, require_record
 from orchestrator.timers import TimerChanges
 from tasks.store import keys, scripts
 from tasks.store.codec import pack, unpack
+from tasks.store.connections import STATE_ERRORS, StateRedis, key_space_for, node_client
 from tasks.store.lease import SIGNAL_EXPIRE_MS, LeaseKeeper, LeaseLock, register_lock_scripts
 
 if TYPE_CHECKING:
@@ -71,7 +78,8 @@ class RedisMachineMemory:
     """Machine memory in Redis, shared by every worker process of a deployment.
 
     Args:
-        client: a ``redis.Redis`` with ``decode_responses=False`` (records are binary msgpack).
+        client: a ``redis.Redis`` or ``RedisCluster`` with ``decode_responses=False`` (records
+            are binary msgpack).
         lock_expire_s: lifetime of a lock in whole seconds; a crashed holder frees it then.
         auto_renewal: extend held locks from a thread so long steps keep their lease.
         timer_reclaim_s: a claimed timer not released within this many seconds fires again.
@@ -80,11 +88,13 @@ class RedisMachineMemory:
         wait_replicas: replicas that must acknowledge each write before it counts (``WAIT``);
             0 does not wait.
         wait_timeout_ms: how long ``WAIT`` waits for them.
+        key_space: the deployment's key layout; None: the default for ``client`` (16 shards on a
+            cluster, 1 otherwise; :func:`~tasks.store.connections.key_space_for`).
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: StateRedis,
         *,
         lock_expire_s: int,
         auto_renewal: bool,
@@ -92,6 +102,7 @@ class RedisMachineMemory:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        key_space: keys.KeySpace | None = None,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisMachineMemory needs a client with decode_responses=False")
@@ -104,18 +115,20 @@ class RedisMachineMemory:
         self._wait_replicas = int(wait_replicas)
         self._wait_timeout_ms = int(wait_timeout_ms)
         self._client = client
+        self.keys = key_space if key_space is not None else key_space_for(client)
         self._lock_expire_s = int(lock_expire_s)
         self.history_limit = int(history_limit)
         register_lock_scripts(client)
         self._write_script = client.register_script(scripts.load("write_record"))
         self._release_script = client.register_script(scripts.load("release_lock"))
         self._claim_script = client.register_script(scripts.load("claim_timers"))
+        self._write_loaded = False  # SCRIPT LOAD done for queue_write
         self._timer_reclaim_ms = int(timer_reclaim_s * 1000)
         # Renews held leases (and keeps their lock objects) until ``unlock``.
         self._keeper = LeaseKeeper(self._lock_expire_s) if auto_renewal else None
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: redis.Redis) -> RedisMachineMemory:
+    def from_settings(cls, settings: Settings, client: StateRedis) -> RedisMachineMemory:
         """Build from the deployment settings over ``client``."""
         return cls(
             client,
@@ -125,6 +138,7 @@ class RedisMachineMemory:
             history_limit=settings.history_limit,
             wait_replicas=settings.redis_wait_replicas,
             wait_timeout_ms=settings.redis_wait_timeout_ms,
+            key_space=keys.KeySpace(settings.redis_shard_count),
         )
 
     def lock(self, subject: str) -> Lease | None:
@@ -136,7 +150,7 @@ class RedisMachineMemory:
         lock = self._new_lock(subject)
         try:
             acquired = lock.acquire(blocking=False)
-        except redis.RedisError as exc:
+        except STATE_ERRORS as exc:
             raise TransactionViolation(
                 TransactionCause.LOCK_FAILURE, f"Cannot lock subject={subject}: {exc}"
             ) from exc
@@ -156,7 +170,7 @@ class RedisMachineMemory:
         self._queue_read(pipe, subject, event_id)
         try:
             acquired, *replies = pipe.execute()
-        except redis.RedisError as exc:
+        except STATE_ERRORS as exc:
             raise TransactionViolation(
                 TransactionCause.LOCK_FAILURE, f"Cannot lock and read subject={subject}: {exc}"
             ) from exc
@@ -180,12 +194,12 @@ class RedisMachineMemory:
         re-armed (``PEXPIRE``, a write that changes nothing) in the same pipeline: once the
         replicas hold it, they hold the earlier write of the outbox too (one replication stream).
         """
-        pipe = self._client.pipeline(transaction=False)
+        pipe = node_client(self._client, lock.key).pipeline(transaction=False)
         pipe.pexpire(lock.key, self._lock_expire_s * 1000)
         pipe.wait(self._wait_replicas, self._wait_timeout_ms)
         try:
             _, acked = pipe.execute()
-        except redis.RedisError as exc:
+        except STATE_ERRORS as exc:
             raise TransactionViolation(
                 TransactionCause.READ_FAILURE, f"Cannot wait for the replicas of subject={subject}: {exc}"
             ) from exc
@@ -198,7 +212,8 @@ class RedisMachineMemory:
 
     def _new_lock(self, subject: str) -> LeaseLock:
         require_subject(subject, "lock")
-        return LeaseLock(self._client, keys.lock_name(subject), expire=self._lock_expire_s)
+        # strict=False: the library's isinstance check knows only redis.Redis, not RedisCluster.
+        return LeaseLock(self._client, self.keys.lock_name(subject), expire=self._lock_expire_s, strict=False)
 
     def _hold(self, subject: str, lock: LeaseLock) -> Lease:
         """Renew an acquired lock (with auto-renewal) until :meth:`unlock`; its lease."""
@@ -217,7 +232,7 @@ class RedisMachineMemory:
         if not lease.subject:
             return False
         subject = lease.subject
-        script_keys = keys.release_lock_keys(subject)
+        script_keys = self.keys.release_lock_keys(subject)
         entry = pack(history.to_dict()) if history is not None else b""
         args: list[bytes | str | int] = [lease.token, SIGNAL_EXPIRE_MS, settle or "", entry, self.history_limit]
         try:
@@ -234,18 +249,17 @@ class RedisMachineMemory:
         self._queue_read(pipe, subject, event_id)
         try:
             replies = pipe.execute()
-        except redis.RedisError as exc:
+        except STATE_ERRORS as exc:
             raise TransactionViolation(
                 TransactionCause.READ_FAILURE, f"Cannot read subject={subject}: {exc}"
             ) from exc
         return self._read_result(subject, event_id, replies)
 
-    @staticmethod
-    def _queue_read(pipe: redis.client.Pipeline, subject: str, event_id: str | None) -> None:
-        pipe.hmget(keys.record(subject), ["version", "blob"])
+    def _queue_read(self, pipe: Any, subject: str, event_id: str | None) -> None:
+        pipe.hmget(self.keys.record(subject), ["version", "blob"])
         if event_id is not None:
-            pipe.sismember(keys.consumed(subject), event_id)
-            pipe.hget(keys.outbox(subject), event_id)
+            pipe.sismember(self.keys.consumed(subject), event_id)
+            pipe.hget(self.keys.outbox(subject), event_id)
 
     @staticmethod
     def _read_result(subject: str, event_id: str | None, replies: list[Any]) -> ReadResult:
@@ -296,7 +310,7 @@ class RedisMachineMemory:
             else:
                 code, value = self._write_script(keys=script_keys, args=args)
                 acked = 0
-        except redis.RedisError as exc:
+        except STATE_ERRORS as exc:
             raise TransactionViolation(
                 TransactionCause.WRITE_FAILURE, f"Cannot write subject={subject}: {exc}"
             ) from exc
@@ -320,7 +334,7 @@ class RedisMachineMemory:
 
     def queue_write(
         self,
-        pipe: redis.client.Pipeline,
+        pipe: Any,
         subject: str,
         record: dict[str, Any],
         *,
@@ -332,12 +346,17 @@ class RedisMachineMemory:
         """Queue an unfenced :meth:`write` on ``pipe`` (bulk loading: benchmarks, migrations).
 
         The same script as a step's write, so the loaded data is what steps would have written;
-        its ``[code, version]`` reply comes back from ``pipe.execute()``.
+        its ``[code, version]`` reply comes back from ``pipe.execute()``. A plain ``EVALSHA``
+        command, since a cluster pipeline refuses redis-py's script helpers: the script is
+        loaded (on every primary of a cluster) before the first one is queued.
         """
         script_keys, args = self._write_call(
             subject, record, prev_version, None, None, None, expire_after_s, None, history, index
         )
-        self._write_script(keys=script_keys, args=args, client=pipe)
+        if not self._write_loaded:
+            self._client.script_load(self._write_script.script)
+            self._write_loaded = True
+        pipe.execute_command("EVALSHA", self._write_script.sha, len(script_keys), *script_keys, *args)
 
     def _write_call(
         self,
@@ -364,25 +383,27 @@ class RedisMachineMemory:
             keys.timer_member(subject, ""),
             pack(history.to_dict()) if history is not None else b"",
             self.history_limit,
-            *_index_args(subject, index),
+            *_index_args(self.keys, subject, index),
         ]
+        space, shard = self.keys, self.keys.shard_of(subject)
+        every = space.index_all(shard)
         script_keys = [
-            keys.record(subject),
-            keys.consumed(subject),
-            keys.outbox(subject),
-            keys.lock_key(subject),
-            keys.timers(subject),
-            keys.TIMER_INDEX,
-            keys.history(subject),
-            keys.summary(subject),
-            keys.INDEX_ALL,
-            keys.index_status(index.status if index is not None else "running"),
-            keys.index_orchestrator(index.orchestrator if index is not None else "-"),
-            keys.index_orchestrator(index.orchestrator, index.version) if index is not None else keys.INDEX_ALL,
-            keys.INDEX_EXPIRING,
+            space.record(subject),
+            space.consumed(subject),
+            space.outbox(subject),
+            space.lock_key(subject),
+            space.timers(subject),
+            space.timer_index(shard),
+            space.history(subject),
+            space.summary(subject),
+            every,
+            space.index_status(shard, index.status if index is not None else "running"),
+            space.index_orchestrator(shard, index.orchestrator if index is not None else "-"),
+            space.index_orchestrator(shard, index.orchestrator, index.version) if index is not None else every,
+            space.index_expiring(shard),
+            space.index_parent(shard, index.parent_subject) if index is not None and index.parent_subject else every,
+            *space.index_statuses(shard),
         ]
-        if index is not None and index.parent_subject:
-            script_keys.append(keys.index_parent(index.parent_subject))
         return script_keys, args
 
     def _write_and_wait(self, script_keys: list[str], args: list[bytes | str | int]) -> tuple[int, int, int]:
@@ -393,13 +414,14 @@ class RedisMachineMemory:
         restart, a newly promoted replica) answers ``NOSCRIPT`` without running anything; the
         script is then loaded and the pipeline sent once more.
         """
+        node = node_client(self._client, script_keys[0])
         for attempt in (1, 2):
-            pipe = self._client.pipeline(transaction=False)
+            pipe = node.pipeline(transaction=False)
             pipe.evalsha(self._write_script.sha, len(script_keys), *script_keys, *args)
             pipe.wait(self._wait_replicas, self._wait_timeout_ms)
             reply, acked = pipe.execute(raise_on_error=False)
             if isinstance(reply, NoScriptError) and attempt == 1:
-                self._client.script_load(self._write_script.script)
+                node.script_load(self._write_script.script)
                 continue
             if isinstance(reply, Exception):
                 raise reply
@@ -410,46 +432,73 @@ class RedisMachineMemory:
         raise AssertionError("unreachable: the second attempt returns or raises")  # pragma: no cover
 
     def claim_due_timers(self, now_ms: int, limit: int) -> list[DueTimer]:
-        """Claim up to ``limit`` due timers of any workflow (one round trip; see claim_timers.lua).
+        """Claim up to ``limit`` due timers of any workflow, shard by shard (see claim_timers.lua).
 
-        Call :meth:`release_timers` once their events are published; a claim not released
-        within ``timer_reclaim_s`` is handed out again.
+        One pipelined read of every shard's due timers and stale claims (on a cluster, one
+        request per node), then one script call per shard that has any. Call
+        :meth:`release_timers` once their events are published; a claim not released within
+        ``timer_reclaim_s`` is handed out again.
         """
-        before, after = keys.TIMERS_KEY_PARTS
-        reply = self._claim_script(
-            keys=[keys.TIMER_INDEX, keys.TIMER_CLAIMS], args=[now_ms, limit, self._timer_reclaim_ms, before, after]
-        )
-        claimed = []
-        for member, event in zip(reply[::2], reply[1::2], strict=True):
-            subject, _, timer_id = member.decode().partition(keys.TIMER_MEMBER_SEPARATOR)
-            claimed.append(DueTimer(subject, timer_id, unpack(event)))
+        space = self.keys
+        pipe = self._client.pipeline(transaction=False)
+        for shard in space.all_shards:
+            pipe.zrangebyscore(space.timer_index(shard), "-inf", now_ms, start=0, num=limit)
+            pipe.zrangebyscore(space.timer_claims(shard), "-inf", now_ms - self._timer_reclaim_ms, start=0, num=limit)
+        replies = pipe.execute()
+        claimed: list[DueTimer] = []
+        for shard in space.all_shards:
+            due, stale = replies[2 * shard], replies[2 * shard + 1]
+            candidates = list(dict.fromkeys(member.decode() for member in (*stale, *due)))[: limit - len(claimed)]
+            if not candidates:
+                continue
+            hashes = [space.timers(member.partition(keys.TIMER_MEMBER_SEPARATOR)[0]) for member in candidates]
+            reply = self._claim_script(
+                keys=[space.timer_index(shard), space.timer_claims(shard), *hashes],
+                args=[now_ms, self._timer_reclaim_ms, "", *candidates],
+            )
+            for member, event in zip(reply[::2], reply[1::2], strict=True):
+                subject, _, timer_id = member.decode().partition(keys.TIMER_MEMBER_SEPARATOR)
+                claimed.append(DueTimer(subject, timer_id, unpack(event)))
+            if len(claimed) >= limit:
+                break
         return claimed
 
     def release_timers(self, fired: list[DueTimer]) -> None:
-        """Forget the claims of timers whose events were published."""
-        if fired:
-            self._client.zrem(keys.TIMER_CLAIMS, *(keys.timer_member(t.subject, t.timer_id) for t in fired))
+        """Forget the claims of timers whose events were published (one pipeline)."""
+        if not fired:
+            return
+        by_shard: dict[int, list[str]] = {}
+        for timer in fired:
+            by_shard.setdefault(self.keys.shard_of(timer.subject), []).append(keys.timer_member(timer.subject, timer.timer_id))
+        pipe = self._client.pipeline(transaction=False)
+        for shard, members in by_shard.items():
+            pipe.zrem(self.keys.timer_claims(shard), *members)
+        pipe.execute()
 
     def next_timer_due_ms(self) -> int | None:
-        """When the earliest indexed timer is due, or None."""
-        first = self._client.zrange(keys.TIMER_INDEX, 0, 0, withscores=True)
-        return int(first[0][1]) if first else None
+        """When the earliest indexed timer of any shard is due, or None."""
+        pipe = self._client.pipeline(transaction=False)
+        for shard in self.keys.all_shards:
+            pipe.zrange(self.keys.timer_index(shard), 0, 0, withscores=True)
+        firsts = [int(first[0][1]) for first in pipe.execute() if first]
+        return min(firsts) if firsts else None
 
     def settle(self, subject: str, event_id: str) -> None:
         """Forget the outbox of ``event_id`` once its events are published."""
         require_subject(subject, "settle")
         try:
-            self._client.hdel(keys.outbox(subject), event_id)
-        except redis.RedisError as exc:
+            self._client.hdel(self.keys.outbox(subject), event_id)
+        except STATE_ERRORS as exc:
             raise TransactionViolation(
                 TransactionCause.WRITE_FAILURE, f"Cannot settle outbox of subject={subject}: {exc}"
             ) from exc
 
 
-def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
+def _index_args(space: keys.KeySpace, subject: str, index: IndexFields | None) -> list[str | int]:
     """ARGV[11..20] of write_record.lua: the index row, or "" for no index change."""
+    prefix = space.index_status_prefix(space.shard_of(subject))
     if index is None:
-        return ["", "", "", "", 0, 0, "", keys.INDEX_STATUS_PREFIX, subject, keys.INDEX_MEMBER_SEPARATOR]
+        return ["", "", "", "", 0, 0, "", prefix, subject, keys.INDEX_MEMBER_SEPARATOR]
     return [
         "1",
         index.status,
@@ -458,7 +507,7 @@ def _index_args(subject: str, index: IndexFields | None) -> list[str | int]:
         index.started_ms,
         index.updated_ms,
         index.parent_subject or "",
-        keys.INDEX_STATUS_PREFIX,
+        prefix,
         subject,
         keys.INDEX_MEMBER_SEPARATOR,
     ]

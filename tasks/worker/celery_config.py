@@ -51,7 +51,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             else {
                 **transport_options,
                 # Where the reliable transport dead-letters queue items that are not kombu envelopes.
-                "dead_letter_stream": keys.DEAD_LETTER_STREAM,
+                "dead_letter_stream": keys.KeySpace(settings.redis_shard_count).dead_letter_stream(0),
                 "dead_letter_maxlen": settings.stream_maxlen,
             }
         ),

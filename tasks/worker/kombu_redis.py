@@ -75,7 +75,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     """kombu's Redis channel with atomic reservation (see the module docstring)."""
 
     #: Dead-letter stream and its cap, set from ``broker_transport_options``.
-    dead_letter_stream = keys.DEAD_LETTER_STREAM
+    dead_letter_stream = keys.KeySpace().dead_letter_stream(0)
     dead_letter_maxlen = 100_000
 
     from_transport_options = kombu_redis.Channel.from_transport_options + (  # type: ignore[assignment]

@@ -1,14 +1,19 @@
 """Every worker fires due timers: a Celery worker bootstep running one poller thread.
 
-Timers live in Redis (:mod:`tasks.store.keys`: ``orch:timers``), written by the step that set
-them. Each worker's main process runs one thread that, every ``timer_resolution_s``, claims the
-due timers of any workflow (one atomic script: each timer is handed to one worker), publishes
+Timers live in Redis (:mod:`tasks.store.keys`: each shard's ``orch:{<t>}:timers``), written by
+the step that set them. Each worker's main process runs one thread that, every ``timer_resolution_s``, claims the
+due timers of any workflow (one atomic script per shard: each timer is handed to one worker), publishes
 their events like any other event, and releases the claims. No worker is special and a
 deployment runs no extra process; with several workers, each timer still fires once (and a
 second firing would be a no-op: the event id is fixed).
 
 The same thread sweeps the search index of expired workflows every :data:`SWEEP_INTERVAL_S`
 (:meth:`tasks.store.index.RedisIndex.sweep`: capped, and a no-op when nothing expired).
+
+Every error is caught and retried at the next tick: a Redis outage, and on a Redis Cluster a
+failover's errors too (``CLUSTERDOWN``, ``MOVED``, a node refusing connections): the poll reads
+every shard in one pipeline, so while a failed primary's slots are not yet re-routed (a few
+seconds) every shard's timers wait, and fire late rather than never.
 
 Not Celery's ``countdown``/``eta``: with a Redis broker those wait in the worker's memory and
 are redelivered after the visibility timeout, so a timer due in three days would come back

@@ -28,8 +28,8 @@ from celery import Celery
 from cli.demo import init_event
 from orchestrator.event import ArvoEvent
 from tasks.client import reply_destination, run_workflow, send_event
-from tasks.store import keys
 from tasks.store.codec import unpack
+from tasks.store.connections import key_space_for
 from tasks.store.streams import DeadLetterStore
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.e2e import (
@@ -139,7 +139,7 @@ def test_same_event_twice_in_flight_changes_nothing(
     values = [5, 6, 7]
     init = init_event("arvo.orc.fanout", FANOUT_SCHEMA, {"values": values})
     subject = init.subject
-    completions = keys.outbox_stream(reply_destination(init))
+    completions = key_space_for(module_client).outbox_stream(reply_destination(init), init.subject)
     duplicates = succeeded(pools.orchestrators, "duplicate")
 
     _control(client_app, pools.services, "cancel_consumer", "com.number.double")
@@ -176,8 +176,8 @@ def test_same_event_twice_in_flight_changes_nothing(
     )
     version, _ = record_of(module_client, subject)
     assert version == 1 + len(values)
-    assert len(module_client.smembers(keys.consumed(subject))) == 1 + len(values)
-    assert module_client.hlen(keys.outbox(subject)) == 0
+    assert len(module_client.smembers(key_space_for(module_client).consumed(subject))) == 1 + len(values)
+    assert module_client.hlen(key_space_for(module_client).outbox(subject)) == 0
     assert _completions(module_client, completions, subject) == 1
     assert DeadLetterStore(module_client, 10).read() == []
 
@@ -186,7 +186,7 @@ def test_same_events_again_after_completion_change_nothing(
     pools: Pools, client_app: Celery, module_client: redis.Redis, module_url: str
 ) -> None:
     init = init_event("arvo.orc.inc", INC_SCHEMA, {"key": "twice", "modifier": 2})
-    completions = keys.outbox_stream(reply_destination(init))
+    completions = key_space_for(module_client).outbox_stream(reply_destination(init), init.subject)
     applied = succeeded(pools.orchestrators, "applied")
     done = run_workflow(init, timeout=TIMEOUT, app=client_app)
     assert done.data["final"] == len("twice") + 2

@@ -49,14 +49,14 @@ def test_fan_in_of_50_replies_loses_no_update_in_20_repetitions(
         init = init_event("arvo.orc.fanout", FANOUT_SCHEMA, {"values": values})
         done = run_workflow(init, timeout=60, app=client_app)
         # The completion is in the stream just before the last step settles its outbox.
-        wait_until(lambda s=init.subject: module_client.hlen(keys.outbox(s)) == 0, 5, "the outbox settled")
+        wait_until(lambda s=init.subject: module_client.hlen(keys.SINGLE.outbox(s)) == 0, 5, "the outbox settled")
         version, record = record_of(module_client, init.subject)
         observed = {
             "data": done.data,
             "version": version,
             "status": record["status"] if record else None,
-            "consumed": module_client.scard(keys.consumed(init.subject)),
-            "unsettled": module_client.hlen(keys.outbox(init.subject)),
+            "consumed": module_client.scard(keys.SINGLE.consumed(init.subject)),
+            "unsettled": module_client.hlen(keys.SINGLE.outbox(init.subject)),
         }
         expected = {
             "data": {"total": 2 * sum(values), "replies": FAN_OUT},
@@ -68,7 +68,7 @@ def test_fan_in_of_50_replies_loses_no_update_in_20_repetitions(
         if observed != expected:
             failures.append((repetition, observed, expected))
     assert failures == []
-    assert module_client.xlen(keys.DEAD_LETTER_STREAM) == 0
+    assert module_client.xlen(keys.SINGLE.dead_letter_stream(0)) == 0
     assert not list(module_client.scan_iter(match=f"{keys.LOCK_KEY_PREFIX}*"))
 
     steps = REPETITIONS * (1 + FAN_OUT)

@@ -230,13 +230,13 @@ def test_a_dead_letter_replays_and_leaves_the_store(
     assert (letter.event_type, letter.subject, letter.replays) == ("com.flaky.echo", request.subject, 0)
     assert inspector.dead_letter(letter.id) == letter
     outbox = ExternalOutbox(module_client, settings_of(client_app).stream_maxlen)
-    after = outbox.last_id(CLIENT)
+    after = outbox.last_id(CLIENT, request.subject)
     replayed = inspector.replay_dead_letter(letter.id)
     assert (replayed.entry_id, replayed.event_id, replayed.destination) == (letter.id, request.id, "com.flaky.echo")
     with pytest.raises(DeadLetterNotFound):
         inspector.dead_letter(letter.id)
     replies = wait_until(
-        lambda: [e for _, e in outbox.read_after(CLIENT, after, block_ms=100) if e.parentid == request.id],
+        lambda: [e for _, e in outbox.read_after(CLIENT, request.subject, after, block_ms=100) if e.parentid == request.id],
         TIMEOUT,
         "the echo's reply",
     )

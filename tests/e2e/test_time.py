@@ -19,7 +19,7 @@ from orchestrator.errors import WorkflowFinished, WorkflowNotFound
 from orchestrator.event import ArvoEvent
 from orchestrator.timers import CANCELLED_ERROR_NAME
 from tasks.client import cancel_workflow, send_event, start_workflow
-from tasks.store import keys
+from tasks.store.connections import key_space_for
 from tests.e2e.conftest import StartWorkers
 from tests.helpers.e2e import (
     SERVICE_QUEUES,
@@ -45,7 +45,9 @@ def _approval(document: str, deadline_s: float) -> ArvoEvent:
 
 
 def _pending_timers(client: redis.Redis, subject: str) -> list[bytes]:
-    return [m for m in client.zrange(keys.TIMER_INDEX, 0, -1) if m.decode().startswith(subject + "|")]
+    space = key_space_for(client)
+    index = space.timer_index(space.shard_of(subject))
+    return [m for m in client.zrange(index, 0, -1) if m.decode().startswith(subject + "|")]
 
 
 def test_a_review_deadline_fires_through_the_workers(
@@ -118,4 +120,5 @@ def test_many_timers_due_together_fire_once_each_across_workers(
     )
     time.sleep(0.5)
     assert sum(succeeded(worker, "applied") for worker in workers) - applied_before == 40
-    assert module_client.zcard(keys.TIMER_CLAIMS) == 0
+    space = key_space_for(module_client)
+    assert sum(module_client.zcard(space.timer_claims(shard)) for shard in space.all_shards) == 0

@@ -163,7 +163,7 @@ def test_each_workflow_is_one_trace_across_worker_processes(
     client = redis.Redis.from_url(module_url)
     try:
         for workflow in workflows:
-            stored = client.lrange(keys.history(workflow["subject"]), 0, -1)
+            stored = client.lrange(keys.SINGLE.history(workflow["subject"]), 0, -1)
             assert stored
             assert {HistoryEntry.from_dict(unpack(item)).trace_id for item in stored} == {workflow["trace_id"]}
     finally:

@@ -33,7 +33,7 @@ from kombu.exceptions import OperationalError
 from cli import demo
 from config.settings import Settings
 from orchestrator.event import ArvoEvent
-from tasks.store import keys
+from tasks.store.connections import CLUSTER_TRANSIENT_ERRORS, StateRedis, key_space_for
 from tasks.store.streams import DeadLetter, DeadLetterStore
 from tasks.worker.app import create_app
 from tasks.worker.task import EXECUTE_TASK
@@ -272,10 +272,10 @@ class Completions:
     Survives a Redis outage: a failed read is simply retried at the next :meth:`poll`.
     """
 
-    def __init__(self, client: redis.Redis, destination: str = CLIENT) -> None:
+    def __init__(self, client: StateRedis, destination: str = CLIENT) -> None:
         self._client = client
-        self.stream = keys.outbox_stream(destination)
-        self._after = "0-0"
+        #: One stream per shard of the deployment (one on a single Redis), read from where each left off.
+        self._after = dict.fromkeys(key_space_for(client).outbox_streams(destination), "0-0")
         self.by_subject: dict[str, list[ArvoEvent]] = {}
         self.entries = 0
 
@@ -284,17 +284,27 @@ class Completions:
         from tasks.store.codec import unpack
 
         try:
-            answer: Any = self._client.xread({self.stream: self._after}, block=block_ms, count=1000)
-        except redis.RedisError:
+            if len(self._after) == 1:
+                answers: list[Any] = [self._client.xread(self._after, block=block_ms, count=1000)]
+            else:  # one stream per shard, in as many slots: a pipeline of reads (one per node)
+                pipe = self._client.pipeline(transaction=False)
+                for stream, after in self._after.items():
+                    pipe.xread({stream: after}, count=1000)
+                answers = pipe.execute()
+        except (redis.RedisError, *CLUSTER_TRANSIENT_ERRORS):
             time.sleep(block_ms / 1000)
             return 0
         count = 0
-        for _stream, entries in answer or ():
-            for entry_id, fields in entries:
-                self._after = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                event = ArvoEvent.model_validate(unpack(fields[b"event"]))
-                self.by_subject.setdefault(event.subject, []).append(event)
-                count += 1
+        for answer in answers:
+            for stream, entries in answer or ():
+                name = stream.decode() if isinstance(stream, bytes) else str(stream)
+                for entry_id, fields in entries:
+                    self._after[name] = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    event = ArvoEvent.model_validate(unpack(fields[b"event"]))
+                    self.by_subject.setdefault(event.subject, []).append(event)
+                    count += 1
+        if not count and len(self._after) > 1:
+            time.sleep(block_ms / 1000)
         self.entries += count
         return count
 
@@ -344,8 +354,8 @@ class Audit:
 
 def transitions(client: redis.Redis, subject: str) -> tuple[int, int]:
     """``(record version, size of the consumed-id set)`` of a subject: two independent counts."""
-    version = client.hget(keys.record(subject), "version")
-    consumed = client.scard(keys.consumed(subject))
+    version = client.hget(key_space_for(client).record(subject), "version")
+    consumed = client.scard(key_space_for(client).consumed(subject))
     return (int(version) if version is not None else 0), int(consumed)
 
 
@@ -415,7 +425,7 @@ def explain(client: redis.Redis, subject: str) -> str:
     """Where a workflow stands: record, consumed ids, pending outboxes, its messages in the broker."""
     from tasks.store.codec import unpack
 
-    version, blob = client.hmget(keys.record(subject), ["version", "blob"])
+    version, blob = client.hmget(key_space_for(client).record(subject), ["version", "blob"])
     lines = [f"subject {subject[:24]}…: version={version!r}"]
     if blob is not None:
         record = unpack(blob)
@@ -426,8 +436,8 @@ def explain(client: redis.Redis, subject: str) -> str:
         )
         for event in record.get("events", {}).get("produced", []):
             lines.append(f"  produced {event['type']} id={event['id']} to={event['to']}")
-    lines.append(f"  consumed ids={sorted(i.decode() for i in client.smembers(keys.consumed(subject)))}")
-    lines.append(f"  unsettled outboxes={sorted(k.decode() for k in client.hkeys(keys.outbox(subject)))}")
+    lines.append(f"  consumed ids={sorted(i.decode() for i in client.smembers(key_space_for(client).consumed(subject)))}")
+    lines.append(f"  unsettled outboxes={sorted(k.decode() for k in client.hkeys(key_space_for(client).outbox(subject)))}")
     for where, event in broker_messages(client):
         if event.get("subject") == subject:
             lines.append(f"  in broker ({where}): {event.get('type')} id={event.get('id')}")
@@ -435,9 +445,9 @@ def explain(client: redis.Redis, subject: str) -> str:
     return "\n".join(lines)
 
 
-def dead_letters(client: redis.Redis, stream: str = keys.DEAD_LETTER_STREAM) -> list[DeadLetter]:
+def dead_letters(client: StateRedis) -> list[DeadLetter]:
     """Every dead letter of the deployment."""
-    return DeadLetterStore(client, 1, stream).read(count=1_000_000)
+    return DeadLetterStore(client, 1).read(count=1_000_000)
 
 
 # -- worker processes ----------------------------------------------------------------------------
@@ -641,3 +651,46 @@ class PasswordRedisServer(RedisServer):
     def command(self) -> list[str]:
         """The base command plus ``--requirepass``."""
         return [*super().command(), "--requirepass", self.password]
+
+
+#: Settings of the failover scenarios (Sentinel, cluster): fast redelivery, ``WAIT`` 1, and
+#: retries enough to outlast a failover plus the old primary's return as a replica (tens of
+#: seconds on a busy machine).
+FAILOVER_SETTINGS: dict[str, object] = {
+    **FAST_REDELIVERY,
+    "retry_max": 400,
+    "redis_wait_replicas": 1,
+    "redis_wait_timeout_ms": 2000,
+}
+
+
+def run_through_failover(
+    cluster: Cluster, client: StateRedis, scenario: str, fail: Callable[[], str], *, seed: int
+) -> None:
+    """Run 120 increment and 30 fan-out workflows on 2 workers and call ``fail`` once 40 have
+    completed; then check and report (``FAULTS <scenario>: injected=<what fail returned> ...``).
+
+    Asserts: the workers survived, every workflow completed exactly once with the right output,
+    nothing was dead-lettered, and ``WAIT`` refused at least one step (``Not replicated``) while
+    the promoted primary had no replica.
+    """
+    workers = [cluster.start(), cluster.start()]
+    workflows = workflow_mix(120, 30, seed=seed)
+    completions = Completions(client)
+    publisher = Publisher(cluster.app(), workflows, rate=8.0).start()  # ~19 s of arrivals
+    assert not completions.wait_for([w.subject for w in workflows[:40]], timeout=120), "no progress before the kill"
+    injected = fail()
+    publisher.join(timeout=180)
+    missing = completions.wait_for([w.subject for w in workflows], timeout=240)
+    result = audit(client, workflows, completions)
+    letters = dead_letters(client)
+    retried = sum(worker.log_text().count("Not replicated") for worker in cluster.workers)
+    result.report(scenario, injected)
+    print(f"  retries logged for 'Not replicated': {retried}; publisher retried {publisher.failed_attempts} times")
+    assert all(worker.running for worker in workers), "a worker died instead of following the failover"
+    assert not missing, "\n".join(explain(client, subject) for subject in missing[:5])
+    assert not letters, [(letter.reason, letter.error) for letter in letters[:5]]
+    assert not result.lost, result.lost[:10]
+    assert not result.duplicated, result.duplicated[:10]
+    # WAIT was in force: steps run while the promoted primary had no replica were refused.
+    assert retried > 0, "no step was refused by WAIT while the promoted primary had no replica"

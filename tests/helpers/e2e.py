@@ -21,10 +21,12 @@ from orchestrator.event import ArvoEvent, create_arvo_event
 from orchestrator.memory.in_memory import InMemoryMachineMemory
 from tasks.store import keys
 from tasks.store.codec import unpack
+from tasks.store.connections import key_space_for
 from tasks.store.streams import ExternalOutbox
 from tests.helpers.broker import broker_url_for
 from tests.helpers.broker import queue_length as broker_queue_length
 from tests.helpers.broker import queue_lengths as broker_queue_lengths
+from tests.helpers.state import state_url_for
 from tests.helpers.worker import WorkerProcess
 
 T = TypeVar("T")
@@ -73,9 +75,10 @@ def retries(worker: WorkerProcess) -> int:
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:
-    """Settings of a test client: state in the given Redis, the broker chosen for the run
-    (that Redis, or its RabbitMQ virtual host under ``ARVO_TEST_BROKER=amqp``)."""
-    return Settings(broker_url=broker_url_for(url), redis_url=url, **overrides)
+    """Settings of a test client: state in the given Redis (or its cluster under
+    ``ARVO_TEST_STATE=cluster``), the broker chosen for the run (that Redis, or its RabbitMQ
+    virtual host under ``ARVO_TEST_BROKER=amqp``)."""
+    return Settings(broker_url=broker_url_for(url), redis_url=state_url_for(url), **overrides)
 
 
 def in_process_run(init: ArvoEvent) -> tuple[ArvoEvent | None, LocalBroker, InMemoryMachineMemory]:
@@ -96,25 +99,24 @@ def comparable(event: ArvoEvent) -> dict[str, Any]:
 
 def record_of(client: redis.Redis, subject: str) -> tuple[int, dict[str, Any] | None]:
     """The stored version and decoded record of ``subject``."""
-    version, blob = client.hmget(keys.record(subject), ["version", "blob"])
+    version, blob = client.hmget(key_space_for(client).record(subject), ["version", "blob"])
     return (int(version) if version is not None else 0), (unpack(blob) if blob is not None else None)
 
 
 def subject_snapshot(client: redis.Redis, subject: str) -> dict[str, Any]:
     """Everything the runtime keeps for ``subject``, raw: record hash, consumed set, outbox hash."""
     return {
-        "record": client.hgetall(keys.record(subject)),
-        "consumed": client.smembers(keys.consumed(subject)),
-        "outbox": client.hgetall(keys.outbox(subject)),
+        "record": client.hgetall(key_space_for(client).record(subject)),
+        "consumed": client.smembers(key_space_for(client).consumed(subject)),
+        "outbox": client.hgetall(key_space_for(client).outbox(subject)),
     }
 
 
 def streams_snapshot(client: redis.Redis) -> dict[str, int]:
     """Length of every outbox stream and of the dead-letter stream."""
-    names = sorted(client.scan_iter(match=f"{keys.OUTBOX_STREAM_PREFIX}*", count=1000))
-    lengths = {name.decode(): int(client.xlen(name)) for name in names}
-    lengths[keys.DEAD_LETTER_STREAM] = int(client.xlen(keys.DEAD_LETTER_STREAM))
-    return lengths
+    names = sorted(client.scan_iter(match=f"{keys.PREFIX}:{{*}}:outbox:*", count=1000))
+    names += sorted(client.scan_iter(match=f"{keys.PREFIX}:{{*}}:deadletter", count=1000))
+    return {name.decode(): int(client.xlen(name)) for name in names}
 
 
 def queue_lengths(redis_url: str, queues: Iterable[str] = ALL_QUEUES) -> dict[str, int]:
@@ -139,7 +141,7 @@ def review_request(client: redis.Redis, subject: str, timeout: float = 10) -> Ar
     outbox = ExternalOutbox(client, 1000)
 
     def find() -> ArvoEvent | None:
-        for _entry, event in outbox.read_after("com.approval.review", "0-0", block_ms=100):
+        for _entry, event in outbox.read_after("com.approval.review", subject, "0-0", block_ms=100):
             if event.subject == subject:
                 return event
         return None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.broker import broker_url_for
+from tests.helpers.state import state_url_for
 
 #: The repository root, put on the worker's PYTHONPATH so ``-A tasks`` and the examples import.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def orch_env(redis_url: str, **settings: Any) -> dict[str, str]:
     Returns:
         The environment variables, ready for :func:`start_worker`.
     """
-    values: dict[str, Any] = {"broker_url": broker_url_for(redis_url), "redis_url": redis_url, **settings}
+    values: dict[str, Any] = {"broker_url": broker_url_for(redis_url), "redis_url": state_url_for(redis_url), **settings}
     env: dict[str, str] = {}
     for name, value in values.items():
         if isinstance(value, bool):

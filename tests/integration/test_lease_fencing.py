@@ -62,16 +62,16 @@ def two_clients(redis_client: redis.Redis) -> Iterator[tuple[redis.Redis, redis.
 
 def _wait_expired(client: redis.Redis, subject: str) -> None:
     deadline = time.monotonic() + LEASE_S + 2
-    while client.exists(keys.lock_key(subject)):
+    while client.exists(keys.SINGLE.lock_key(subject)):
         assert time.monotonic() < deadline, "the lease never expired"
         time.sleep(0.02)
 
 
 def _stored(client: redis.Redis, subject: str) -> dict[str, Any]:
     return {
-        "record": client.hgetall(keys.record(subject)),
-        "consumed": client.smembers(keys.consumed(subject)),
-        "outbox": client.hgetall(keys.outbox(subject)),
+        "record": client.hgetall(keys.SINGLE.record(subject)),
+        "consumed": client.smembers(keys.SINGLE.consumed(subject)),
+        "outbox": client.hgetall(keys.SINGLE.outbox(subject)),
     }
 
 
@@ -104,7 +104,7 @@ def test_expired_holder_is_refused_after_another_holder_wrote(
     assert unpack(after_b["record"][b"blob"]) == {"by": "B"}
 
     assert a.unlock(lease_a) is False  # and A cannot release B's lock
-    assert client_b.get(keys.lock_key(SUBJECT)) == lease_b.token.encode()
+    assert client_b.get(keys.SINGLE.lock_key(SUBJECT)) == lease_b.token.encode()
     assert b.unlock(lease_b) is True
 
 
@@ -239,7 +239,7 @@ def test_orchestrator_step_whose_lease_expired_is_refused_and_writes_nothing(
     stale.start()
     # A took the lock and is inside the slow action; wait until its lease is gone...
     deadline = time.monotonic() + 5
-    while not client_b.exists(keys.lock_key(subject)):
+    while not client_b.exists(keys.SINGLE.lock_key(subject)):
         assert time.monotonic() < deadline, "A never took the lock"
         time.sleep(0.005)
     _wait_expired(client_b, subject)
@@ -265,5 +265,5 @@ def test_orchestrator_step_whose_lease_expired_is_refused_and_writes_nothing(
     retried = orchestrator_a.execute(slow_reply)
     assert [event.type for event in retried] == ["arvo.orc.fence.done"]
     assert retried[0].data == {"total": 2 * sum(values)}
-    version, _ = client_a.hmget(keys.record(subject), ["version", "blob"])
+    version, _ = client_a.hmget(keys.SINGLE.record(subject), ["version", "blob"])
     assert int(version) == 3  # init, B's reply, A's retried reply: A's stale step wrote nothing

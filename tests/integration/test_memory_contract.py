@@ -369,14 +369,14 @@ def test_keys_expire_when_the_writer_says_so_never_by_reading_the_record(
     redis_memory.write(
         SUBJECT, {"status": "done"}, prev_version=0, lease=None, event_id="e1", outbox=[{"id": "o1"}]
     )
-    for key in (keys.record(SUBJECT), keys.consumed(SUBJECT), keys.outbox(SUBJECT)):
+    for key in (keys.SINGLE.record(SUBJECT), keys.SINGLE.consumed(SUBJECT), keys.SINGLE.outbox(SUBJECT)):
         assert redis_client.ttl(key) == -1  # kept until a write says otherwise
 
     redis_memory.write(
         SUBJECT, {"status": "x"}, prev_version=1, lease=None, event_id="e2", outbox=[{"id": "o2"}],
         expire_after_s=RECORD_TTL_S,
     )
-    for key in (keys.record(SUBJECT), keys.consumed(SUBJECT), keys.outbox(SUBJECT)):
+    for key in (keys.SINGLE.record(SUBJECT), keys.SINGLE.consumed(SUBJECT), keys.SINGLE.outbox(SUBJECT)):
         assert 0 < redis_client.ttl(key) <= RECORD_TTL_S
 
 
@@ -386,10 +386,11 @@ def test_redis_keys_follow_the_documented_schema(
     lease = redis_memory.lock(SUBJECT)
     assert lease is not None
     redis_memory.write(SUBJECT, {"a": 1}, prev_version=0, lease=lease, event_id="e1", outbox=[{"id": "o"}])
-    assert redis_client.get(f"lock:orch:{{{SUBJECT}}}") == lease.token.encode()
-    assert redis_client.hget(f"orch:{{{SUBJECT}}}:record", "version") == b"1"
-    assert redis_client.sismember(f"orch:{{{SUBJECT}}}:consumed", "e1")
-    assert redis_client.hexists(f"orch:{{{SUBJECT}}}:outbox", "e1")
+    # One shard on a single Redis: its tag is s0 (tasks/store/keys.py).
+    assert redis_client.get(f"lock:orch:{{s0}}:wf:{SUBJECT}") == lease.token.encode()
+    assert redis_client.hget(f"orch:{{s0}}:wf:{SUBJECT}:record", "version") == b"1"
+    assert redis_client.sismember(f"orch:{{s0}}:wf:{SUBJECT}:consumed", "e1")
+    assert redis_client.hexists(f"orch:{{s0}}:wf:{SUBJECT}:outbox", "e1")
     assert redis_memory.unlock(lease)
 
 
@@ -422,9 +423,9 @@ def test_auto_renewal_keeps_the_lease_and_stops_on_unlock(redis_client: redis.Re
         memory.unlock(extra)
     assert _keeper_threads() == threads_before + 1
     # After unlock the lease is no longer renewed: a re-created key of the same token expires.
-    redis_client.set(keys.lock_key(SUBJECT), lease.token, ex=1)
+    redis_client.set(keys.SINGLE.lock_key(SUBJECT), lease.token, ex=1)
     time.sleep(1.5)
-    assert redis_client.exists(keys.lock_key(SUBJECT)) == 0
+    assert redis_client.exists(keys.SINGLE.lock_key(SUBJECT)) == 0
 
 
 def test_renewal_of_a_lost_lease_stops_quietly(
@@ -434,11 +435,11 @@ def test_renewal_of_a_lost_lease_stops_quietly(
     memory = make_redis_memory(redis_client, lock_expire_s=1, auto_renewal=True)
     lease = memory.lock(SUBJECT)
     assert lease is not None
-    redis_client.delete(keys.lock_key(SUBJECT))  # lost: e.g. expired during a long pause
+    redis_client.delete(keys.SINGLE.lock_key(SUBJECT))  # lost: e.g. expired during a long pause
     time.sleep(1.0)  # the keeper tries (every 1/3 s), gets NotAcquired, and drops the lease
     assert "was lost; renewal stopped" in caplog.text
     assert memory.unlock(lease) is False
-    assert redis_client.exists(keys.lock_key(SUBJECT)) == 0  # never re-created by renewal
+    assert redis_client.exists(keys.SINGLE.lock_key(SUBJECT)) == 0  # never re-created by renewal
 
 
 def test_unreachable_redis_maps_to_retryable_transaction_violations() -> None:
@@ -465,7 +466,7 @@ def test_unreachable_redis_maps_to_retryable_transaction_violations() -> None:
 def test_corrupt_stored_data_is_a_read_failure(
     redis_memory: RedisMachineMemory, redis_client: redis.Redis
 ) -> None:
-    redis_client.hset(keys.record(SUBJECT), mapping={"version": b"1", "blob": b"\xc1"})
+    redis_client.hset(keys.SINGLE.record(SUBJECT), mapping={"version": b"1", "blob": b"\xc1"})
     with pytest.raises(TransactionViolation) as info:
         redis_memory.read(SUBJECT)
     assert info.value.cause is TransactionCause.READ_FAILURE

@@ -48,7 +48,7 @@ def index(status: Any = "running", updated: int = 1, parent: str | None = None, 
 
 
 def history_of(client: redis.Redis, subject: str) -> list[str]:
-    return [unpack(item)["id"] for item in client.lrange(keys.history(subject), 0, -1)]
+    return [unpack(item)["id"] for item in client.lrange(keys.SINGLE.history(subject), 0, -1)]
 
 
 def test_a_step_still_costs_three_round_trips_with_history_and_index(redis_client: redis.Redis) -> None:
@@ -61,7 +61,7 @@ def test_a_step_still_costs_three_round_trips_with_history_and_index(redis_clien
         broker.run(init)
     assert trips.count == 3 * 3  # three steps: lock+read, write (+history, index), unlock
     assert len(history_of(redis_client, init.subject)) == 3
-    assert redis_client.hget(keys.summary(init.subject), "status") == b"done"
+    assert redis_client.hget(keys.SINGLE.summary(init.subject), "status") == b"done"
 
 
 def test_history_is_capped_and_entry_only_steps_are_fenced(redis_client: redis.Redis) -> None:
@@ -78,24 +78,24 @@ def test_history_is_capped_and_entry_only_steps_are_fenced(redis_client: redis.R
     assert history_of(redis_client, SUBJECT) == ["e3", "e4", "e9"]
     stale = memory.lock(SUBJECT)
     assert stale is not None
-    redis_client.delete(keys.lock_key(SUBJECT))  # the lease expired
+    redis_client.delete(keys.SINGLE.lock_key(SUBJECT))  # the lease expired
     assert not memory.unlock(stale, history=entry(10, "duplicate"))
     assert history_of(redis_client, SUBJECT) == ["e3", "e4", "e9"]
     other = init_event(INC).subject  # no record: an entry-only step leaves no history
     lease = memory.lock(other)
     assert lease is not None
     memory.unlock(lease, history=entry(1, "ignored"))
-    assert not redis_client.exists(keys.history(other))
+    assert not redis_client.exists(keys.SINGLE.history(other))
 
 
 def test_a_workflow_is_under_exactly_one_status(redis_client: redis.Redis) -> None:
     memory = memory_of(redis_client)
     for version, status in enumerate(["running", "waiting", "failed", "running", "done"]):
         memory.write(SUBJECT, {}, prev_version=version, lease=None, index=index(status, updated=version))
-        holders = [s for s in STATUSES if redis_client.zscore(keys.index_status(s), SUBJECT) is not None]
+        holders = [s for s in STATUSES if redis_client.zscore(keys.SINGLE.index_status(0, s), SUBJECT) is not None]
         assert holders == [status]
-    assert redis_client.hget(keys.summary(SUBJECT), "started") == b"0"  # the first write's time
-    assert redis_client.hget(keys.summary(SUBJECT), "updated") == b"4"
+    assert redis_client.hget(keys.SINGLE.summary(SUBJECT), "started") == b"0"  # the first write's time
+    assert redis_client.hget(keys.SINGLE.summary(SUBJECT), "updated") == b"4"
 
 
 def test_finished_workflows_expire_from_listings_and_the_sweep_removes_their_members(redis_client: redis.Redis) -> None:
@@ -103,32 +103,32 @@ def test_finished_workflows_expire_from_listings_and_the_sweep_removes_their_mem
     child = init_event(INC).subject
     memory.write(SUBJECT, {}, prev_version=0, lease=None, history=entry(1), index=index("done"), expire_after_s=1)
     memory.write(child, {}, prev_version=0, lease=None, index=index("running", parent=SUBJECT))
-    assert 0 < redis_client.ttl(keys.history(SUBJECT)) <= 1
-    assert 0 < redis_client.ttl(keys.summary(SUBJECT)) <= 1  # every key of the workflow expires together
+    assert 0 < redis_client.ttl(keys.SINGLE.history(SUBJECT)) <= 1
+    assert 0 < redis_client.ttl(keys.SINGLE.summary(SUBJECT)) <= 1  # every key of the workflow expires together
     found = RedisIndex(redis_client)
     assert found.count(WorkflowFilter(status="done")) == 1
     time.sleep(1.2)
     assert [row.subject for row in found.list(WorkflowFilter()).items] == [child]
     assert found.count(WorkflowFilter(status="done")) == 0
-    for key in (keys.INDEX_ALL, keys.index_status("done"), keys.index_orchestrator("arvo.orc.inc", "1.0.0")):
+    for key in (keys.SINGLE.index_all(0), keys.SINGLE.index_status(0, "done"), keys.SINGLE.index_orchestrator(0, "arvo.orc.inc", "1.0.0")):
         assert redis_client.zscore(key, SUBJECT) is None, key
-    assert redis_client.zcard(keys.INDEX_EXPIRING) == 0
-    assert not redis_client.exists(keys.summary(SUBJECT))
+    assert redis_client.zcard(keys.SINGLE.index_expiring(0)) == 0
+    assert not redis_client.exists(keys.SINGLE.summary(SUBJECT))
     # A revived (retried) workflow leaves the expiring set.
     memory.write(child, {}, prev_version=1, lease=None, index=index("failed", parent=SUBJECT), expire_after_s=60)
     memory.write(child, {}, prev_version=2, lease=None, index=index("running", parent=SUBJECT))
-    assert redis_client.zcard(keys.INDEX_EXPIRING) == 0
-    assert redis_client.ttl(keys.summary(child)) == -1
+    assert redis_client.zcard(keys.SINGLE.index_expiring(0)) == 0
+    assert redis_client.ttl(keys.SINGLE.summary(child)) == -1
 
 
 def test_a_listing_removes_members_whose_summary_is_gone(redis_client: redis.Redis) -> None:
     memory = memory_of(redis_client)
     memory.write(SUBJECT, {}, prev_version=0, lease=None, index=index("failed"))
-    redis_client.delete(keys.summary(SUBJECT))  # as if it expired before any sweep came
+    redis_client.delete(keys.SINGLE.summary(SUBJECT))  # as if it expired before any sweep came
     found = RedisIndex(redis_client)
     assert found.list(WorkflowFilter(orchestrator="arvo.orc.inc")).items == ()
-    assert redis_client.zscore(keys.index_orchestrator("arvo.orc.inc"), SUBJECT) is None
-    assert redis_client.zscore(keys.index_status("failed"), SUBJECT) is None
+    assert redis_client.zscore(keys.SINGLE.index_orchestrator(0, "arvo.orc.inc"), SUBJECT) is None
+    assert redis_client.zscore(keys.SINGLE.index_status(0, "failed"), SUBJECT) is None
 
 
 # -- the two stores agree --------------------------------------------------------------------------

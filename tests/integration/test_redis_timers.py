@@ -80,7 +80,7 @@ def test_an_abandoned_claim_fires_again_after_the_reclaim_delay(redis_client: re
     (again,) = memory.claim_due_timers(NOW + 5000, 10)
     assert again == claimed
     memory.release_timers([again])
-    assert redis_client.zcard(keys.TIMER_CLAIMS) == 0
+    assert redis_client.zcard(keys.SINGLE.timer_claims(0)) == 0
     assert memory.claim_due_timers(NOW + 60_000, 10) == []
 
 
@@ -88,13 +88,13 @@ def test_timer_keys_follow_the_schema_and_expire_with_the_workflow(redis_client:
     redis_client.flushdb()
     memory = RedisMachineMemory(redis_client, lock_expire_s=30, auto_renewal=False)
     _write(memory, SUBJECT, 0, TimerChanges(set=(_timer("a", NOW),)))
-    assert redis_client.zscore(keys.TIMER_INDEX, f"{SUBJECT}|a") == NOW
-    assert redis_client.hexists(f"orch:{{{SUBJECT}}}:timers", "a")
-    assert redis_client.ttl(keys.timers(SUBJECT)) == -1
+    assert redis_client.zscore(keys.SINGLE.timer_index(0), f"{SUBJECT}|a") == NOW
+    assert redis_client.hexists(f"orch:{{s0}}:wf:{SUBJECT}:timers", "a")  # one shard: tag s0
+    assert redis_client.ttl(keys.SINGLE.timers(SUBJECT)) == -1
 
     _write(memory, SUBJECT, 1, TimerChanges(cancelled=("a",)), expire_after_s=60)
-    assert redis_client.zcard(keys.TIMER_INDEX) == 0
-    assert not redis_client.hexists(keys.timers(SUBJECT), "a")
+    assert redis_client.zcard(keys.SINGLE.timer_index(0)) == 0
+    assert not redis_client.hexists(keys.SINGLE.timers(SUBJECT), "a")
 
 
 def test_a_refused_write_sets_no_timer(redis_client: redis.Redis) -> None:
@@ -103,7 +103,7 @@ def test_a_refused_write_sets_no_timer(redis_client: redis.Redis) -> None:
     _write(memory, SUBJECT, 0, TimerChanges())
     with pytest.raises(Exception, match="version moved"):
         _write(memory, SUBJECT, 0, TimerChanges(set=(_timer("a", NOW),)))  # stale version: refused whole
-    assert redis_client.zcard(keys.TIMER_INDEX) == 0
+    assert redis_client.zcard(keys.SINGLE.timer_index(0)) == 0
     assert memory.claim_due_timers(NOW + 1, 10) == []
 
 

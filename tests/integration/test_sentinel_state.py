@@ -73,7 +73,7 @@ def test_the_memory_writes_and_reads_through_the_sentinel_named_master(deploymen
         again = memory.read(subject, "e1")
         assert (again.record, again.version, again.consumed, again.pending) == ({"step": 1}, 1, True, None)
         master = deployment.master.client()
-        assert master.hget(keys.record(subject), "version") == b"1"  # the master the Sentinels name
+        assert master.hget(keys.SINGLE.record(subject), "version") == b"1"  # the master the Sentinels name
         master.close()
     finally:
         client.close()
@@ -89,7 +89,7 @@ def test_wait_1_returns_once_the_replica_holds_the_write_in_one_round_trip(deplo
         assert len(sent) == 1, sent  # EVALSHA and WAIT leave in one packet: one round trip
         replica = deployment.replica.client()
         try:  # WAIT returned 1: the replica has applied the write already, no polling needed
-            version, blob = replica.hmget(keys.record(subject), ["version", "blob"])
+            version, blob = replica.hmget(keys.SINGLE.record(subject), ["version", "blob"])
             assert (version, unpack(blob)) == (b"2", {"step": 1})
         finally:
             replica.close()
@@ -110,7 +110,7 @@ def test_a_master_without_the_write_script_gets_it_loaded_and_the_write_waited_f
         with sent_packets(client) as sent:
             assert memory.write(subject, {"step": 1}, prev_version=1, lease=None, event_id="e1") == 2
         assert len(sent) == 3, sent  # EVALSHA + WAIT refused, SCRIPT LOAD, EVALSHA + WAIT again
-        assert client.smembers(keys.consumed(subject)) == {b"e0", b"e1"}  # e1 applied once
+        assert client.smembers(keys.SINGLE.consumed(subject)) == {b"e0", b"e1"}  # e1 applied once
     finally:
         client.close()
 
@@ -132,13 +132,13 @@ def test_wait_1_without_the_replica_fails_retryably_and_holds_the_outbox_back(de
         assert "ORCH_REDIS_WAIT_REPLICAS" in str(caught.value)
         memory.unlock(lease)  # the runtime unlocks without settling: the outbox stays
         # The write is applied on the master (WAIT cannot undo it) ...
-        assert plain.hget(keys.record(subject), "version") == b"1"
+        assert plain.hget(keys.SINGLE.record(subject), "version") == b"1"
         # ... and the retry finds the event consumed with its outbox, but refuses to hand the
         # outbox out for publication while the replica does not have it.
         with pytest.raises(TransactionViolation, match="not re-published yet") as again:
             memory.lock_and_read(subject, "e1")
         assert again.value.retryable
-        assert plain.get(keys.lock_key(subject)) is None  # the refused retry released its lock
+        assert plain.get(keys.SINGLE.lock_key(subject)) is None  # the refused retry released its lock
         # Without WAIT nothing is checked: the same write succeeds with no replica.
         other = _subject("nowait")
         assert unwaiting.write(other, {"step": 1}, prev_version=0, lease=None, event_id="e1") == 1
@@ -178,7 +178,7 @@ def test_the_client_follows_a_failover_and_fails_only_retryably_meanwhile(tmp_pa
         assert version == 2  # applied on the promoted replica, on top of the replicated version 1
         assert deployment.master_port() == deployment.replica.port
         promoted = deployment.replica.client()
-        assert promoted.hget(keys.record(subject), "version") == b"2"
+        assert promoted.hget(keys.SINGLE.record(subject), "version") == b"2"
         promoted.close()
         assert failures, "the master was killed: some call must have failed before the promotion"
         assert all(failure.retryable for failure in failures), failures

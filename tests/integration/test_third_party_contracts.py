@@ -102,10 +102,10 @@ def test_kombu_unacked_entries_have_the_format_reserve_lua_writes(redis_url: str
 
 def test_redis_lock_key_layout_is_what_keys_py_spells() -> None:
     client = redis.Redis()
-    name = keys.lock_name("c3ViamVjdA==")
+    name = keys.SINGLE.lock_name("c3ViamVjdA==")
     lock = redis_lock.Lock(client, name, expire=7)
-    assert lock._name == keys.lock_key("c3ViamVjdA=="), _lock_broke("the lock key (lock:<name>)")
-    assert lock._signal == keys.lock_signal("c3ViamVjdA=="), _lock_broke("the signal key (lock-signal:<name>)")
+    assert lock._name == keys.SINGLE.lock_key("c3ViamVjdA=="), _lock_broke("the lock key (lock:<name>)")
+    assert lock._signal == keys.SINGLE.lock_signal("c3ViamVjdA=="), _lock_broke("the signal key (lock-signal:<name>)")
     assert lock._expire == 7, _lock_broke("Lock._expire")
     assert isinstance(inspect.getattr_static(redis_lock.Lock, "_held"), property), _lock_broke("Lock._held")
     assert isinstance(inspect.getattr_static(redis_lock.Lock, "id"), property), _lock_broke("Lock.id")
@@ -116,36 +116,36 @@ def test_redis_lock_key_layout_is_what_keys_py_spells() -> None:
 
 def test_a_pipelined_acquire_is_the_library_s_own_lock(redis_client: redis.Redis) -> None:
     register_lock_scripts(redis_client)
-    lease = LeaseLock(redis_client, keys.lock_name("cGlwZQ=="), expire=5)
+    lease = LeaseLock(redis_client, keys.SINGLE.lock_name("cGlwZQ=="), expire=5)
     pipe = redis_client.pipeline(transaction=False)
     lease.queue_acquire(pipe)
     assert pipe.execute() == [True]
-    same = redis_lock.Lock(redis_client, keys.lock_name("cGlwZQ=="), id=lease.id)
+    same = redis_lock.Lock(redis_client, keys.SINGLE.lock_name("cGlwZQ=="), id=lease.id)
     assert same.get_owner_id() == lease.id, _lock_broke("the lock value (the owner's token)")
     assert 0 < redis_client.ttl(lease.key) <= 5, _lock_broke("the lock expiry (SET NX EX)")
     lease.extend(expire=9)  # the library's extend script accepts a lock taken this way
     assert 5 < redis_client.ttl(lease.key) <= 9, _lock_broke("Lock.extend")
-    assert not redis_lock.Lock(redis_client, keys.lock_name("cGlwZQ==")).acquire(blocking=False)
+    assert not redis_lock.Lock(redis_client, keys.SINGLE.lock_name("cGlwZQ==")).acquire(blocking=False)
     lease.release()
     assert redis_client.exists(lease.key) == 0
 
 
 def test_release_lock_lua_releases_as_the_library_does(redis_client: redis.Redis) -> None:
     register_lock_scripts(redis_client)
-    theirs = redis_lock.Lock(redis_client, keys.lock_name("dGhlaXJz"), expire=30)
+    theirs = redis_lock.Lock(redis_client, keys.SINGLE.lock_name("dGhlaXJz"), expire=30)
     assert theirs.acquire(blocking=False)
     theirs.release()
-    ours = LeaseLock(redis_client, keys.lock_name("b3Vycw=="), expire=30)
+    ours = LeaseLock(redis_client, keys.SINGLE.lock_name("b3Vycw=="), expire=30)
     assert ours.acquire(blocking=False)
     release = redis_client.register_script(scripts.load("release_lock"))
     subject = "b3Vycw=="
-    script_keys = keys.release_lock_keys(subject)
+    script_keys = keys.SINGLE.release_lock_keys(subject)
     assert release(keys=script_keys, args=[ours.id, SIGNAL_EXPIRE_MS, "", "", 1000]) == 0
 
     for subject in ("dGhlaXJz", "b3Vycw=="):
-        assert redis_client.exists(keys.lock_key(subject)) == 0
-    their_signal = keys.lock_signal("dGhlaXJz")
-    our_signal = keys.lock_signal("b3Vycw==")
+        assert redis_client.exists(keys.SINGLE.lock_key(subject)) == 0
+    their_signal = keys.SINGLE.lock_signal("dGhlaXJz")
+    our_signal = keys.SINGLE.lock_signal("b3Vycw==")
     assert redis_client.lrange(our_signal, 0, -1) == redis_client.lrange(their_signal, 0, -1), (
         _lock_broke("what a release pushes to the signal list")
     )

@@ -65,7 +65,7 @@ def compose() -> dict[str, Any]:
 
 
 #: The deployments of the file: the default one, and each profile's.
-DEPLOYMENTS = ("default", "rabbitmq")
+DEPLOYMENTS = ("default", "rabbitmq", "cluster")
 
 
 def deployment(compose: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
@@ -234,7 +234,7 @@ def test_worker_environment_is_valid_settings(
 
 
 #: Flower's host port per deployment (the profile's is another, so both can run side by side).
-FLOWER_HOST_PORTS = {"flower": "5555", "flower-amqp": "5556"}
+FLOWER_HOST_PORTS = {"flower": "5555", "flower-amqp": "5556", "flower-cluster": "5557"}
 
 
 def test_flower_is_published_on_its_documented_port(services: dict[str, dict[str, Any]]) -> None:
@@ -346,6 +346,11 @@ def test_broker_and_state_are_the_readme_defaults_database(services: dict[str, d
         state = parse_redis_url(env["ORCH_REDIS_URL"])
         assert state.db == state_default.db, f"{name}: state database {state.db}"
         assert broker.host in services, f"{name}: {broker.host} is no service of the stack"
+        if state.is_cluster:
+            _check_cluster_state(services, name, state.nodes)
+            assert not broker.is_amqp, f"{name}: the cluster profile keeps the Redis broker"
+            assert broker.host not in {host for host, _ in state.nodes}, f"{name}: the broker is a cluster node"
+            continue
         assert str(broker.port) in {c for _, _, c in _published_ports(services[broker.host])} | {"6379", "5672"}
         if broker.is_amqp:
             # RabbitMQ as the broker: a service of its own, and every pool of the deployment on it.
@@ -356,6 +361,26 @@ def test_broker_and_state_are_the_readme_defaults_database(services: dict[str, d
             continue
         assert broker.db == broker_default.db, f"{name}: broker database {broker.db}"
         assert (broker.host, broker.port) == (state.host, state.port), f"{name}: broker and state differ"
+
+
+def _check_cluster_state(services: dict[str, dict[str, Any]], name: str, nodes: tuple[tuple[str, int], ...]) -> None:
+    """A ``redis+cluster://`` state: its nodes are cluster-enabled services, created by a
+    one-shot ``redis-cli --cluster create`` of 6 nodes (one replica each) the pool waits for."""
+    for host, port in nodes:
+        assert host in services, f"{name}: cluster node {host} is no service of the stack"
+        argv = " ".join(_argv(services[host]))
+        assert "--cluster-enabled yes" in argv, f"{host}: not a cluster node"
+        assert port == 6379, f"{name}: {host}:{port}"
+        assert "--appendfsync always" in argv, f"{host}: no appendfsync always"
+    creators = [n for n, spec in services.items() if "--cluster create" in " ".join(_argv(spec))]
+    assert len(creators) == 1, f"one service creates the cluster, got {creators}"
+    create = " ".join(_argv(services[creators[0]]))
+    assert "--cluster-replicas 1" in create
+    members = sorted(n for n, spec in services.items() if "--cluster-enabled yes" in " ".join(_argv(spec)))
+    assert len(members) == 6, members
+    assert set(services[creators[0]]["depends_on"]) == set(members)
+    depends = services[name].get("depends_on") or {}
+    assert depends.get(creators[0], {}).get("condition") == "service_completed_successfully", f"{name}: starts before the cluster"
 
 
 # --- healthchecks ---------------------------------------------------------------------------------

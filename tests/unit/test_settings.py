@@ -174,7 +174,7 @@ def test_celery_config_delivers_at_least_once_and_stores_no_results() -> None:
         "unacked_restore_interval": 3,
         "unacked_restore_throttle": 2,
         "unacked_mutex_expire": 7,
-        "dead_letter_stream": keys.DEAD_LETTER_STREAM,
+        "dead_letter_stream": keys.SINGLE.dead_letter_stream(0),
         "dead_letter_maxlen": settings.stream_maxlen,
     }
     assert symbol_by_name(config["broker_transport"]) is ReliableRedisTransport  # reserves atomically

@@ -4,13 +4,14 @@
 -- The same release python-redis-lock performs (owner check, wake-up signal for waiters, delete),
 -- plus the HDEL that marks the events produced by the step as published. The runtime publishes
 -- while it still holds the lock, then calls this: one round trip instead of two. Registered by
--- tasks/store/memory.py; key names come from tasks/store/keys.py.
+-- tasks/store/memory.py; key names come from tasks/store/keys.py (all with the shard's hash
+-- tag {<t>}: one slot).
 --
--- KEYS[1]  lock:orch:{<s>}          string  the lock; value = the holder's token
--- KEYS[2]  lock-signal:orch:{<s>}   list    python-redis-lock's wake-up signal
--- KEYS[3]  orch:{<s>}:outbox        hash    event id -> unpublished events of that step
--- KEYS[4]  orch:{<s>}:history       list    msgpack history entries, oldest first
--- KEYS[5]  orch:{<s>}:record        hash    the record (its time to live is the history's)
+-- KEYS[1]  lock:orch:{<t>}:wf:<s>          string  the lock; value = the holder's token
+-- KEYS[2]  lock-signal:orch:{<t>}:wf:<s>   list    python-redis-lock's wake-up signal
+-- KEYS[3]  orch:{<t>}:wf:<s>:outbox        hash    event id -> unpublished events of that step
+-- KEYS[4]  orch:{<t>}:wf:<s>:history       list    msgpack history entries, oldest first
+-- KEYS[5]  orch:{<t>}:wf:<s>:record        hash    the record (its time to live is the history's)
 --
 -- ARGV[1]  lease token
 -- ARGV[2]  signal expiry, milliseconds

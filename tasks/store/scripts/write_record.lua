@@ -2,25 +2,27 @@
 --
 -- Compare-and-set of a subject's record, fenced by its python-redis-lock lease, together with
 -- the consumed event id and the step's outbox. Registered by tasks/store/memory.py; key names
--- come from tasks/store/keys.py (the workflow's own keys share the {subject} hash tag; the timer
--- and search indexes are cross-workflow sorted sets).
+-- come from tasks/store/keys.py. Every key carries the hash tag {<t>} of the workflow's shard:
+-- the workflow's own keys and its shard's timer and search indexes, so on a Redis Cluster the
+-- call touches one slot. Every key touched is declared here; none is built in Lua.
 --
--- KEYS[1]  orch:{<s>}:record     hash    version (decimal), blob (msgpack record)
--- KEYS[2]  orch:{<s>}:consumed   set     ids of events applied to the subject
--- KEYS[3]  orch:{<s>}:outbox     hash    event id -> msgpack list of events to publish
--- KEYS[4]  lock:orch:{<s>}       string  python-redis-lock key; its value is the holder's token
--- KEYS[5]  orch:{<s>}:timers     hash    timer id -> msgpack of the event that fires it
--- KEYS[6]  orch:timers           zset    "<s>|<timer id>" by due time (the cross-workflow index)
--- KEYS[7]  orch:{<s>}:history    list    msgpack history entries, oldest first
--- KEYS[8]  orch:{<s>}:summary    hash    the search index row
--- KEYS[9]  orch:index:all        zset    every workflow by updated ms
--- KEYS[10] orch:index:status:<status>            zset  (the new status)
--- KEYS[11] orch:index:orch:<name>                zset
--- KEYS[12] orch:index:orch:<name>:<version>      zset
--- KEYS[13] orch:index:expiring   zset    finished workflows by record expiry, epoch ms; member
---                                         "<s>|<status>|<orchestrator>|<version>|<parent>": the
---                                         sets sweep_index.lua removes it from once the keys are gone
--- KEYS[14] orch:index:parent:<parent>            zset  (only for a child workflow)
+-- KEYS[1]  orch:{<t>}:wf:<s>:record     hash    version (decimal), blob (msgpack record)
+-- KEYS[2]  orch:{<t>}:wf:<s>:consumed   set     ids of events applied to the subject
+-- KEYS[3]  orch:{<t>}:wf:<s>:outbox     hash    event id -> msgpack list of events to publish
+-- KEYS[4]  lock:orch:{<t>}:wf:<s>       string  python-redis-lock key; its value is the holder's token
+-- KEYS[5]  orch:{<t>}:wf:<s>:timers     hash    timer id -> msgpack of the event that fires it
+-- KEYS[6]  orch:{<t>}:timers            zset    "<s>|<timer id>" by due time (the shard's timer index)
+-- KEYS[7]  orch:{<t>}:wf:<s>:history    list    msgpack history entries, oldest first
+-- KEYS[8]  orch:{<t>}:wf:<s>:summary    hash    the search index row
+-- KEYS[9]  orch:{<t>}:index:all         zset    the shard's workflows by updated ms
+-- KEYS[10] orch:{<t>}:index:status:<status>            zset  (the new status)
+-- KEYS[11] orch:{<t>}:index:orch:<name>                zset
+-- KEYS[12] orch:{<t>}:index:orch:<name>:<version>      zset
+-- KEYS[13] orch:{<t>}:index:expiring    zset    finished workflows by record expiry, epoch ms; member
+--                                               "<s>|<status>|<orchestrator>|<version>|<parent>": the
+--                                               sets sweep_index.lua removes it from once the keys are gone
+-- KEYS[14] orch:{<t>}:index:parent:<parent>            zset  (a child workflow; else KEYS[9], unused)
+-- KEYS[15..19] orch:{<t>}:index:status:<status> of every status (the old status's set is one)
 --
 -- ARGV[1]  lease token, or "" to write without a lease (no fencing)
 -- ARGV[2]  prev_version: the version the writer read (0 when there was no record)
@@ -36,7 +38,8 @@
 -- ARGV[11] "1" to store the index row given in ARGV[12..17], or "" (no index change)
 -- ARGV[12] status   ARGV[13] orchestrator   ARGV[14] version
 -- ARGV[15] started ms (kept from the first write)   ARGV[16] updated ms   ARGV[17] parent or ""
--- ARGV[18] "orch:index:status:": the old status's set is built from it (moved out of)
+-- ARGV[18] "orch:{<t>}:index:status:": the old status's set is the one of KEYS[15..19] named
+--          this plus the old status (moved out of)
 -- ARGV[19] the subject (the member in the index sets)
 -- ARGV[20] "|": the separator of the fields of an orch:index:expiring member
 --
@@ -101,7 +104,12 @@ if indexed then
         redis.call("ZREM", KEYS[13],
             subject .. sep .. previous[1] .. sep .. previous[2] .. sep .. previous[3] .. sep .. (previous[4] or ""))
         if previous[1] ~= ARGV[12] then
-            redis.call("ZREM", ARGV[18] .. previous[1], subject)
+            local old = ARGV[18] .. previous[1]
+            for i = 15, 19 do
+                if KEYS[i] == old then
+                    redis.call("ZREM", KEYS[i], subject)
+                end
+            end
         end
     end
     redis.call("HSETNX", KEYS[8], "started", ARGV[15])

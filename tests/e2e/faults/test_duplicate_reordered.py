@@ -75,7 +75,7 @@ class ServiceCalls:
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
-        self._after = {keys.outbox_stream(queue): "0-0" for queue in SERVICE_QUEUES}
+        self._after = {keys.SINGLE.outbox_stream_of_shard(queue, 0): "0-0" for queue in SERVICE_QUEUES}
         self.seen = 0
 
     def drain(self, quiet_s: float = 0.4) -> list[ArvoEvent]:

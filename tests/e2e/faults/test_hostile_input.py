@@ -275,7 +275,7 @@ def _settled(sent: list[Sent], letters: list[DeadLetter], answers: dict[str, int
 def _answers(client: redis.Redis) -> dict[str, int]:
     """Count of answers to :data:`SENDER`, by the id of the event they answer."""
     counts: dict[str, int] = {}
-    for _entry, fields in client.xrange(keys.outbox_stream(SENDER)):
+    for _entry, fields in client.xrange(keys.SINGLE.outbox_stream_of_shard(SENDER, 0)):
         event = unpack(fields[b"event"])
         counts[event["parentid"]] = counts.get(event["parentid"], 0) + 1
     return counts

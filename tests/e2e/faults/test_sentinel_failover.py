@@ -37,27 +37,9 @@ from pathlib import Path
 import pytest
 
 from tasks.store.connections import url_client
-from tests.helpers.chaos import (
-    FAST_REDELIVERY,
-    Cluster,
-    Completions,
-    Publisher,
-    audit,
-    dead_letters,
-    explain,
-    workflow_mix,
-)
+from tests.helpers.chaos import FAILOVER_SETTINGS, Cluster, run_through_failover
 from tests.helpers.redis_server import RedisServer, start_or_fail
 from tests.helpers.sentinel import start_sentinel_or_fail
-
-#: Settings of the run: fast redelivery, WAIT 1, and retries enough to outlast a failover plus
-#: Sentinel's reconfiguration of the old master as a replica (tens of seconds on a busy machine).
-SETTINGS: dict[str, object] = {
-    **FAST_REDELIVERY,
-    "retry_max": 400,
-    "redis_wait_replicas": 1,
-    "redis_wait_timeout_ms": 2000,
-}
 
 
 @pytest.mark.timeout(480)
@@ -67,41 +49,21 @@ def test_a_sentinel_failover_of_the_state_redis_loses_and_doubles_nothing_with_w
     deployment = start_sentinel_or_fail(tmp_path / "sentinel", "The Sentinel failover scenario")
     broker = start_or_fail(RedisServer(tmp_path / "broker"), "The Sentinel failover scenario")
     client = url_client(deployment.url())  # follows the failover, like the workers' clients
-    cluster = cluster_factory(deployment.url(), broker_url=broker.url(), **SETTINGS)
-    try:
-        workers = [cluster.start(), cluster.start()]
-        app = cluster.app()
-        workflows = workflow_mix(120, 30, seed=61)
-        completions = Completions(client)
-        publisher = Publisher(app, workflows, rate=8.0).start()  # ~19 s of arrivals
+    cluster = cluster_factory(deployment.url(), broker_url=broker.url(), **FAILOVER_SETTINGS)
+    old_master, new_master = deployment.master, deployment.replica
 
-        assert not completions.wait_for([w.subject for w in workflows[:40]], timeout=120), "no progress before the kill"
-        old_master, new_master = deployment.master, deployment.replica
+    def fail() -> str:
         killed_at = time.monotonic()
         old_master.kill()
         promotion_s = deployment.wait_failover(new_master)
         old_master.start()  # back empty; Sentinel turns it into a replica of the new master
         deployment.wait_replica_in_sync(new_master, old_master)
         replica_back_s = time.monotonic() - killed_at
+        return f"master-sigkill+promotion-in-{promotion_s:.1f}s+replica-back-after-{replica_back_s:.0f}s wait=1"
 
-        publisher.join(timeout=180)
-        missing = completions.wait_for([w.subject for w in workflows], timeout=240)
-        result = audit(client, workflows, completions)
-        letters = dead_letters(client)
-        retried = sum(worker.log_text().count("Not replicated") for worker in cluster.workers)
-        result.report(
-            "sentinel-failover",
-            f"master-sigkill+promotion-in-{promotion_s:.1f}s+replica-back-after-{replica_back_s:.0f}s wait=1",
-        )
-        print(f"  retries logged for 'Not replicated': {retried}; publisher retried {publisher.failed_attempts} times")
-        assert all(worker.running for worker in workers), "a worker died instead of following the failover"
-        assert not missing, "\n".join(explain(client, subject) for subject in missing[:5])
-        assert not letters, [(letter.reason, letter.error) for letter in letters[:5]]
-        assert not result.lost, result.lost[:10]
-        assert not result.duplicated, result.duplicated[:10]
+    try:
+        run_through_failover(cluster, client, "sentinel-failover", fail, seed=61)
         assert deployment.master_port() == new_master.port
-        # WAIT was in force: steps run while the promoted master had no replica were refused.
-        assert retried > 0, "no step was refused by WAIT while the new master had no replica"
     finally:
         client.close()
         cluster.close()  # before the Redis servers go, so the workers shut down warmly

@@ -81,7 +81,7 @@ class Reader(threading.Thread):
 
     def run(self) -> None:
         after = "0-0"
-        stream = keys.outbox_stream(CLIENT)
+        stream = keys.SINGLE.outbox_stream_of_shard(CLIENT, 0)
         try:
             while not self._halt.is_set():
                 answer = self._client.xread({stream: after}, block=200, count=500)
@@ -96,8 +96,8 @@ class Reader(threading.Thread):
         pipe = self._client.pipeline(transaction=False)
         for event in events:
             subject = str(event["subject"])
-            pipe.hget(keys.record(subject), "version")
-            pipe.scard(keys.consumed(subject))
+            pipe.hget(keys.SINGLE.record(subject), "version")
+            pipe.scard(keys.SINGLE.consumed(subject))
         counts = pipe.execute()
         tally = self._tally
         with tally.mutex:
@@ -125,7 +125,9 @@ def _workflow(rng: random.Random, index: int) -> Workflow:
 
 
 def _orch_keys(client: redis.Redis) -> int:
-    return sum(1 for _ in client.scan_iter(match=f"{keys.PREFIX}:{{*", count=1000))
+    """Per-workflow keys (``orch:{<shard>}:wf:<subject>:...``; the shard's index, timer queue and
+    streams are the deployment's, not the workflow's)."""
+    return sum(1 for _ in client.scan_iter(match=f"{keys.PREFIX}:{{*}}:wf:*", count=1000))
 
 
 @pytest.mark.parametrize("count", [2000, pytest.param(20_000, marks=pytest.mark.slow)])
@@ -164,7 +166,7 @@ def test_soak(
     # Retention: finished workflows' keys expire after record_ttl_s; streams are capped.
     assert wait_until(lambda: _orch_keys(redis_client) == 0, timeout=RECORD_TTL_S + 30), _orch_keys(redis_client)
     total_keys = redis_client.dbsize()
-    stream_length = redis_client.xlen(keys.outbox_stream(CLIENT))
+    stream_length = redis_client.xlen(keys.SINGLE.outbox_stream_of_shard(CLIENT, 0))
     duplicated = [subject for subject, ids in tally.completion_ids.items() if len(ids) > 1]
     lost = sorted(set(tally.expected) - set(tally.completion_ids)) + tally.wrong + tally.miscounted
     print(

@@ -115,7 +115,7 @@ def timer_members(client: redis.Redis, subjects: Iterable[str]) -> dict[str, lis
     """``{zset: [(member, score)]}`` of the timers of ``subjects`` still indexed or claimed."""
     wanted = set(subjects)
     found: dict[str, list[tuple[str, float]]] = {}
-    for zset in (keys.TIMER_INDEX, keys.TIMER_CLAIMS):
+    for zset in (keys.SINGLE.timer_index(0), keys.SINGLE.timer_claims(0)):
         entries: list[tuple[bytes, float]] = client.zrange(zset, 0, -1, withscores=True)  # type: ignore[assignment]
         members = [(member.decode(), score) for member, score in entries]
         found[zset] = [(m, s) for m, s in members if m.partition(keys.TIMER_MEMBER_SEPARATOR)[0] in wanted]
@@ -126,7 +126,7 @@ def no_timer_left(client: redis.Redis, subjects: Sequence[str]) -> bool:
     """True once no timer of ``subjects`` is indexed, claimed, or stored in its workflow's hash."""
     if any(timer_members(client, subjects).values()):
         return False
-    return not any(client.hlen(keys.timers(subject)) for subject in subjects)
+    return not any(client.hlen(keys.SINGLE.timers(subject)) for subject in subjects)
 
 
 def applied_all(client: redis.Redis, workflows: Sequence[Workflow], steps: int = 1) -> bool:
@@ -256,7 +256,7 @@ def test_timers_pending_across_redis_sigkills_fire_once_each_after_the_restart(
         # done; each just before the next timer is due, so timers come due while Redis is down.
         assert wait_until(_done_at_least(completions, subjects, share), 60)
         assert wait_until(lambda: _next_due_within(client, subjects, 0.3), 30), "no timer pending"
-        pending = timer_members(client, subjects)[keys.TIMER_INDEX]
+        pending = timer_members(client, subjects)[keys.SINGLE.timer_index(0)]
         aof_redis.kill()
         time.sleep(DOWNTIME_S)
         aof_redis.start()
@@ -288,7 +288,7 @@ def _done_at_least(completions: Completions, subjects: Sequence[str], count: int
 
 def _next_due_within(client: redis.Redis, subjects: Sequence[str], seconds: float) -> bool:
     """True when the earliest indexed timer of ``subjects`` is due within ``seconds`` (or none is left)."""
-    pending = timer_members(client, subjects)[keys.TIMER_INDEX]
+    pending = timer_members(client, subjects)[keys.SINGLE.timer_index(0)]
     return not pending or min(due for _member, due in pending) <= time.time() * 1000 + seconds * 1000
 
 
@@ -324,7 +324,7 @@ def test_a_timer_due_after_twice_the_visibility_timeout_fires_once(
     assert time.monotonic() - started < due_s - 1, "the init steps took too long to test an early firing"
     waiting = in_broker()
     assert waiting == [], waiting
-    indexed = timer_members(redis_client, subjects)[keys.TIMER_INDEX]
+    indexed = timer_members(redis_client, subjects)[keys.SINGLE.timer_index(0)]
     # Approvals: the review deadline and the daily reminder; chains: the first tick.
     assert len(indexed) == sum(2 if w.kind == "approval" else 1 for w in workflows)
     # Nothing fires early; then everything completes after more than twice the visibility timeout.
@@ -363,7 +363,7 @@ class DoubleService:
         deadline = time.monotonic() + timeout
         count = sum(map(len, self.calls.values()))
         while count < expected and time.monotonic() < deadline:
-            for entry_id, call in self._outbox.read_after("com.number.double", self._after, block_ms=200):
+            for entry_id, call in self._outbox.read_shard_after("com.number.double", 0, self._after, block_ms=200):
                 self._after = entry_id
                 self.calls.setdefault(call.subject, []).append(call)
                 count += 1
@@ -408,7 +408,7 @@ def test_cancelling_100_fanouts_mid_flight_applies_nothing_after_the_cancel(
     handles: list[WorkflowHandle] = [start_workflow(w.init, app=app) for w in workflows]
     calls = sum(w.steps - 1 for w in workflows)
     assert service.read_calls(calls, timeout=60) == calls
-    assert len(timer_members(redis_client, subjects)[keys.TIMER_INDEX]) == calls  # one deadline per call
+    assert len(timer_members(redis_client, subjects)[keys.SINGLE.timer_index(0)]) == calls  # one deadline per call
     before = [service.calls[s][0] for s in subjects]
     racing = [service.calls[s][1] for s in subjects]
     after = [call for s in subjects for call in service.calls[s][2:]]
@@ -470,7 +470,7 @@ def _status(client: redis.Redis, subject: str) -> str | None:
 
 
 def _consumed_ids(client: redis.Redis, subject: str) -> set[str]:
-    members: set[bytes] = client.smembers(keys.consumed(subject))  # type: ignore[assignment]
+    members: set[bytes] = client.smembers(keys.SINGLE.consumed(subject))  # type: ignore[assignment]
     return {member.decode() for member in members}
 
 
