@@ -13,7 +13,10 @@ map "retry later" to a Celery retry); everything a message goes through is here:
    compare-and-set write incl. the outbox), then, inside the block so the subject's lock is
    still held, :meth:`Runtime.publish`; leaving the block settles the outbox and unlocks in one
    call. A redelivered event finds its step consumed and gets the unsettled outbox back to
-   publish. Service handlers: ``execute``, then publish;
+   publish. When the broker is the state Redis itself (:func:`can_fuse`), the step is *fused*:
+   its write publishes the events and releases the lock in the same atomic script
+   (:meth:`Runtime.render`, :mod:`tasks.store.memory`), and nothing is left to do after it.
+   Service handlers: ``execute``, then publish;
 4. publishing: one task per emitted event to the queue of its ``to``, with the W3C trace
    context in the task headers; events for destinations outside the deployment, or for another
    domain, go to the external outbox streams.
@@ -40,6 +43,7 @@ import redis
 from kombu.exceptions import OperationalError
 from opentelemetry import context as otel_context
 
+from config.settings import parse_redis_url
 from orchestrator.errors import (
     DecodeError,
     ExpectedRetry,
@@ -56,6 +60,7 @@ from tasks.store.connections import redis_client
 from tasks.store.index import RedisIndex
 from tasks.store.memory import RedisMachineMemory
 from tasks.store.streams import DeadLetterStore, ExternalOutbox
+from tasks.worker.naming import event_field
 
 if TYPE_CHECKING:
     from celery import Task
@@ -97,6 +102,24 @@ def load_handlers(path: str) -> Callable[[Any], list[Any]]:
     if not callable(factory):
         raise TypeError(f"ORCH_HANDLERS={path!r} does not name a callable")
     return factory  # type: ignore[no-any-return]
+
+
+def can_fuse(settings: Settings) -> bool:
+    """Whether a step's write can also publish its events: the broker is the state Redis itself.
+
+    Same plain Redis server and database (a ``redis://``/``rediss://`` URL, no Sentinel: a
+    Sentinel state's broker is another URL), no replicas to ``WAIT`` for (the events would be
+    visible before the replicas hold their write), and ``fused_step`` not turned off. A RabbitMQ
+    broker, or a Redis broker elsewhere, keeps the plain step (write, publish, unlock).
+    """
+    if not settings.fused_step or settings.redis_wait_replicas:
+        return False
+    broker, state = parse_redis_url(settings.broker_url), parse_redis_url(settings.redis_url)
+    if broker.scheme not in ("redis", "rediss") or broker.scheme != state.scheme:
+        return False
+    return (broker.host, broker.port, broker.db, broker.username, broker.password) == (
+        state.host, state.port, state.db, state.username, state.password
+    )
 
 
 def backoff(attempt: int, minimum: float, maximum: float) -> float:
@@ -143,20 +166,53 @@ class Runtime:
         self.outbox = ExternalOutbox(self.redis, settings.stream_maxlen)
         #: The search index, swept of expired workflows by the timer poller.
         self.index = RedisIndex(self.redis)
+        if can_fuse(settings):
+            self.memory.fuse_publication(self.render)
 
     # -- routing and publishing -------------------------------------------------------------------
 
-    def publish(self, events: Iterable[ArvoEvent]) -> int:
-        """Send each event to its destination's queue, or to the external outbox; return count."""
-        external: list[tuple[str, ArvoEvent]] = []
-        internal: list[ArvoEvent] = []
+    def _route(self, events: Iterable[Event]) -> tuple[list[Event], list[tuple[str, Event]]]:
+        """Split events into the deployment's own (queues) and the others (external outbox)."""
+        external: list[tuple[str, Event]] = []
+        internal: list[Event] = []
         for event in events:
-            if event.domain is not None:
-                external.append((f"domain:{event.domain}", event))
-            elif event.to in self.destinations:
+            domain, to = event_field(event, "domain"), event_field(event, "to")
+            if domain is not None:
+                external.append((f"domain:{domain}", event))
+            elif to in self.destinations:
                 internal.append(event)
             else:
-                external.append((event.to or "", event))
+                external.append((to or "", event))
+        return internal, external
+
+    def render(self, events: list[dict[str, Any]]) -> list[list[bytes | str]] | None:
+        """The Redis commands that would publish ``events`` (a step's outbox), sending nothing.
+
+        Each internal event goes through the very path :meth:`publish` takes (the task class's
+        routing and headers, Celery's ``before/after_task_publish`` signals and task-sent event,
+        the OpenTelemetry publish span, kombu's envelope and our transport's wake-up signal)
+        inside a producer batch whose channel captures the batch's commands instead of sending
+        them; external events become the ``XADD`` the outbox would send. None (the step then
+        publishes the plain way) when the producer's channel cannot capture.
+        """
+        internal, external = self._route(events)
+        commands: list[list[bytes | str]] = []
+        if internal:
+            with self.task.app.producer_or_acquire() as producer:
+                capturing = getattr(producer.channel, "capturing", None)
+                if capturing is None:
+                    return None
+                with capturing() as captured, _batched(producer):
+                    for event in internal:
+                        self._send(producer, event)
+                commands.extend(captured)
+        for destination, event in external:
+            commands.append(self.outbox.xadd_command(destination, event))
+        return commands
+
+    def publish(self, events: Iterable[Event]) -> int:
+        """Send each event to its destination's queue, or to the external outbox; return count."""
+        internal, external = self._route(events)
         if internal:
             # One pipelined flush for all of a step's events (kombu's batch). A failure part-way
             # leaves the step's outbox unsettled, so the redelivered event publishes them again.
@@ -167,7 +223,7 @@ class Runtime:
             self._append_external(external)
         return len(internal) + len(external)
 
-    def _append_external(self, external: list[tuple[str, ArvoEvent]]) -> None:
+    def _append_external(self, external: list[tuple[str, Event]]) -> None:
         """Append events to the external outbox streams, in the state Redis, in one pipeline.
 
         With ``redis_wait_replicas`` the pipeline ends with ``WAIT``, as a step's write does: a
@@ -191,8 +247,8 @@ class Runtime:
             logger.warning("%s", message)
             raise TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
-    def _send(self, producer: Any, event: ArvoEvent) -> None:
-        parent = context_from_headers(event.traceparent, event.tracestate)
+    def _send(self, producer: Any, event: Event) -> None:
+        parent = context_from_headers(event_field(event, "traceparent"), event_field(event, "tracestate"))
         # With the event's span current, the Celery instrumentation's publish span (and so the
         # next hop's run span) joins the workflow's trace. The task class routes the event by
         # its ``to`` and puts its trace context in the headers.
@@ -280,7 +336,7 @@ class Runtime:
             # Published while the step holds the subject's lock; leaving the block settles the
             # outbox with the unlock (or, if publishing failed, keeps it for the redelivery).
             with handler.step(event) as result:
-                if result.events:
+                if result.events and not self.memory.published_with_write(event.id):
                     self.publish(result.events)
             return Outcome(result.outcome.value, len(result.events))
         return Outcome("handled", self.publish(handler.execute(event)))
@@ -299,6 +355,10 @@ class Runtime:
         logger.warning("dead-lettering message (task %s): %s: %s", task_id, reason, error)
         self.dead_letters.add(reason=reason, error=text, payload=payload, task_id=task_id)
         return Outcome("dead-letter")
+
+
+#: An event to publish: an ArvoEvent, or its JSON mapping (a step's stored outbox).
+Event = ArvoEvent | dict[str, Any]
 
 
 def _batched(producer: Any) -> Any:

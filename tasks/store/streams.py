@@ -101,6 +101,12 @@ class DeadLetterStore:
         return int(count)
 
 
+def _entry(event: ArvoEvent | Mapping[str, Any]) -> dict[str, bytes | str]:
+    """The fields of an outbox stream entry: the packed event JSON, its subject and type."""
+    payload = event.to_json() if isinstance(event, ArvoEvent) else dict(event)
+    return {"event": pack(payload), "subject": str(payload.get("subject")), "type": str(payload.get("type"))}
+
+
 def _is_stream_id(entry_id: str) -> bool:
     """``<ms>-<seq>``: anything else would be a Redis syntax error, not a missing entry."""
     ms, sep, seq = entry_id.partition("-") if isinstance(entry_id, str) else ("", "", "")
@@ -136,15 +142,22 @@ class ExternalOutbox:
         """The stream of ``destination``."""
         return keys.outbox_stream(destination)
 
-    def add(self, destination: str, event: ArvoEvent, pipe: Any | None = None) -> None:
-        """Append ``event`` to the stream of ``destination`` (optionally on a pipeline)."""
+    def add(self, destination: str, event: ArvoEvent | Mapping[str, Any], pipe: Any | None = None) -> None:
+        """Append ``event`` (or its JSON) to the stream of ``destination`` (optionally on a pipeline)."""
         target = pipe if pipe is not None else self._client
-        target.xadd(
-            self.stream(destination),
-            {"event": pack(event.to_json()), "subject": event.subject, "type": event.type},
-            maxlen=self._maxlen,
-            approximate=True,
-        )
+        fields: dict[Any, Any] = _entry(event)
+        target.xadd(self.stream(destination), fields, maxlen=self._maxlen, approximate=True)
+
+    def xadd_command(self, destination: str, event: ArvoEvent | Mapping[str, Any]) -> list[bytes | str]:
+        """The ``XADD`` that :meth:`add` sends, as a command to run elsewhere (a fused step's script).
+
+        ``XADD <stream> MAXLEN ~ <maxlen> * <field> <value> ...``: what redis-py builds for
+        ``xadd(..., maxlen=, approximate=True)``.
+        """
+        command: list[bytes | str] = ["XADD", self.stream(destination), "MAXLEN", "~", str(self._maxlen), "*"]
+        for field, value in _entry(event).items():
+            command += [field, value]
+        return command
 
     def last_id(self, destination: str) -> str:
         """The id of the newest entry, to read only what arrives after it ("0-0" if empty)."""
