@@ -61,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
         "systems, Redis their state (default redis)",
     )
     dist.add_argument("--amqp-url", default=None, help="the RabbitMQ for --broker amqp (default amqp://guest:guest@127.0.0.1:5672)")
+    dist.add_argument(
+        "--without-history", action="store_true",
+        help="our workers store no history entry or index row (the baseline of what history and the index cost)",
+    )
     dist.add_argument("--json", type=Path, default=None)
 
     cont = sub.add_parser("contention", help="fan-in of 50 parallel replies to one subject on 2 workers")
@@ -135,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         distributed.main(
             args.increment, args.fanout, args.inflight, args.pool, args.layout, args.rounds, args.json,
-            broker=args.broker, amqp_url=args.amqp_url,
+            broker=args.broker, amqp_url=args.amqp_url, history=not args.without_history,
         )
     elif args.part == "contention":
         from bench import contention

@@ -30,9 +30,10 @@ What is reported, per system, layout and workflow:
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,12 +227,13 @@ def measure_layout(layout: str, pool: str, redis_url: str, counts: dict[str, int
 
 
 def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
-        broker: str = "redis", amqp_url: str | None = None) -> dict[str, Any]:
+        broker: str = "redis", amqp_url: str | None = None, history: bool = True) -> dict[str, Any]:
     """Measure every requested layout on the given broker; return the JSON document of this part.
 
     ``broker="redis"``: the private Redis is broker and state. ``"amqp"``: a fresh virtual host
     of the RabbitMQ at ``amqp_url`` is the broker of both systems, the private Redis their state
-    (and the raw baseline's completion stream).
+    (and the raw baseline's completion stream). ``history=False``: our workers store no history
+    entry or index row (:data:`bench.worker_app.WITHOUT_HISTORY_ENV`), the baseline of what they cost.
     """
     from bench import procs, raw_celery
     from config.settings import Settings
@@ -240,12 +242,12 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     layouts = ["split", "shared"] if layout == "both" else [layout]
     counts = {"increment": increment, "fanout": fanout}
     results: dict[str, Any] = {
-        "config": {"broker": broker, "pool": pool, "concurrency_per_worker": 1, "workers_per_system": 2, "inflight": inflight,
+        "config": {"broker": broker, "history_and_index": history, "pool": pool, "concurrency_per_worker": 1, "workers_per_system": 2, "inflight": inflight,
                    "rounds": rounds, "workflows_per_round": counts, "warmup": WARMUP,
                    "unloaded_workflows": UNLOADED, "layouts": layouts},
         "layouts": {},
     }
-    with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-distributed-") as tmp, _ours_history(history):
         scratch = Path(tmp)
         with procs.redis_server(scratch / "redis") as redis_url, contextlib.ExitStack() as stack:
             broker_url = (
@@ -295,7 +297,8 @@ def markdown(data: dict[str, Any]) -> str:
     head = (
         f"### Distributed ({BROKER_TITLES[config.get('broker', 'redis')]}, 2 workers per system `-P {config['pool']} -c 1`, "
         f"{config['inflight']} workflows in flight, median of {config['rounds']} interleaved rounds of "
-        f"{config['workflows_per_round']['increment']} increment / {config['workflows_per_round']['fanout']} fan-out)\n\n"
+        f"{config['workflows_per_round']['increment']} increment / {config['workflows_per_round']['fanout']} fan-out"
+        f"{'' if config.get('history_and_index', True) else '; ours WITHOUT history and index'})\n\n"
     )
     body = common.table(
         ["layout", "workflow", "system", "workflows/s", "range", "executions/s", "ours/raw (rounds)", "executions/workflow",
@@ -329,8 +332,24 @@ def markdown(data: dict[str, Any]) -> str:
             f"{common.machine_line(data['machine'])}\n")
 
 
+@contextlib.contextmanager
+def _ours_history(history: bool) -> Iterator[None]:
+    """Tell the workers started inside (through their inherited environment) to store no history."""
+    from bench.worker_app import WITHOUT_HISTORY_ENV
+
+    if history:
+        yield
+        return
+    os.environ[WITHOUT_HISTORY_ENV] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(WITHOUT_HISTORY_ENV, None)
+
+
 def main(increment: int, fanout: int, inflight: int, pool: str, layout: str, rounds: int,
-         json_path: Path | None, broker: str = "redis", amqp_url: str | None = None) -> dict[str, Any]:
+         json_path: Path | None, broker: str = "redis", amqp_url: str | None = None,
+         history: bool = True) -> dict[str, Any]:
     """Run the part, write its JSON and markdown, print the table."""
-    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url)
+    data = run(increment, fanout, inflight, pool, layout, rounds, broker, amqp_url, history)
     return common.report("distributed", data, markdown, json_path)

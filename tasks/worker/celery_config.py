@@ -15,12 +15,18 @@ from typing import Any
 
 from config.settings import RedisEndpoint, Settings, parse_redis_url
 from tasks.store import keys
-from tasks.worker.consumer import DeadLetteringConsumer
-from tasks.worker.kombu_redis import Transport as ReliableRedisTransport
 
 #: The only content types a worker deserializes. Pickle is registered in kombu but never
 #: accepted: a pickle body would let whoever can write to the broker run code in the worker.
 ACCEPT_CONTENT = ("msgpack", "json")
+
+#: The consumer that dead-letters what Celery refuses (:class:`tasks.worker.consumer.DeadLetteringConsumer`).
+#: Named by its path, not given as the class: the configuration is sent as data (``celery
+#: inspect conf``, Flower's Config tab, in msgpack), and a class is not data.
+CONSUMER_PATH = "tasks.worker.consumer:DeadLetteringConsumer"
+
+#: The reliable Redis transport (:class:`tasks.worker.kombu_redis.Transport`), by its path for the same reason.
+REDIS_TRANSPORT_PATH = "tasks.worker.kombu_redis:Transport"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -70,15 +76,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_create_missing_queues": True,
         # Messages Celery refuses before any task runs (pickle, undecodable) go to the dead letters.
-        # Celery takes the class itself as well as a dotted path: no string to load.
-        "worker_consumer": DeadLetteringConsumer,
+        "worker_consumer": CONSUMER_PATH,
     }
     if settings.broker.scheme in ("redis", "rediss"):
         # kombu's Redis transport loses a message whose consumer is SIGKILLed between BRPOP and
         # its unacked bookkeeping, and a worker exits on a queue item that is not an envelope;
         # this subclass reserves atomically and dead-letters such items (see its docstring).
-        # kombu takes a transport class as well as a name.
-        config["broker_transport"] = ReliableRedisTransport
+        # kombu loads a transport by its path as well as by an alias.
+        config["broker_transport"] = REDIS_TRANSPORT_PATH
     broker_tls = _verified_tls(settings.broker)
     if broker_tls is not None:
         config["broker_use_ssl"] = broker_tls

@@ -16,10 +16,10 @@ import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue  # type: ignore[attr-defined]
 
 from config.settings import Settings
-from tasks.store import keys
+from tasks.store import keys, scripts
 from tasks.store.codec import unpack
 from tasks.store.streams import DeadLetterStore
-from tasks.worker.celery_config import celery_config
+from tasks.worker.celery_config import REDIS_TRANSPORT_PATH, celery_config
 from tasks.worker.kombu_redis import SIGNAL_CAP, Channel, Transport
 
 QUEUE = "reliable"
@@ -53,8 +53,8 @@ def _send_reservation(channel: Channel) -> None:
 
 
 def test_the_config_selects_the_transport_for_redis_brokers_only() -> None:
-    assert celery_config(Settings(broker_url="redis://127.0.0.1:6399/0"))["broker_transport"] == Transport
-    assert celery_config(Settings(broker_url="rediss://cache.example:6380/0"))["broker_transport"] == Transport
+    assert celery_config(Settings(broker_url="redis://127.0.0.1:6399/0"))["broker_transport"] == REDIS_TRANSPORT_PATH
+    assert celery_config(Settings(broker_url="rediss://cache.example:6380/0"))["broker_transport"] == REDIS_TRANSPORT_PATH
     assert "broker_transport" not in celery_config(Settings(broker_url="memory://"))
     with _connection("redis://127.0.0.1:6399/3") as conn:
         assert isinstance(conn.transport, Transport)
@@ -67,7 +67,10 @@ def test_a_consumer_killed_after_the_pop_leaves_the_message_unacked_and_it_is_re
     _publish(connection, queue, {"n": 1})
     assert redis_client.llen(QUEUE) == 1
 
-    # A consumer sends its reservation and "dies" before reading the reply (socket closed).
+    # A consumer sends its reservation and "dies" before reading the reply (socket closed). The
+    # script is loaded first: on a server that never ran it, the reservation is refused with
+    # NOSCRIPT (and the consumer loads it and asks again), so nothing would be popped at all.
+    redis_client.script_load(scripts.load("reserve"))
     dying = _connection(redis_url)
     channel = dying.channel()
     assert isinstance(channel, Channel)

@@ -226,3 +226,27 @@ def test_distributed_refuses_an_unknown_broker_in_one_line(capsys: pytest.Captur
 
     assert exit_info.value.code == 2
     assert "invalid choice: 'kafka'" in capsys.readouterr().err
+
+
+def test_without_history_our_workers_memory_drops_history_and_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import worker_app
+    from bench.inspect_cost import NoHistory
+    from tasks import runtime
+
+    monkeypatch.setattr(runtime, "RedisMachineMemory", runtime.RedisMachineMemory)
+    written: dict[str, Any] = {}
+
+    class Inner:
+        @classmethod
+        def from_settings(cls, *_args: Any) -> Inner:
+            return cls()
+
+        def write(self, subject: str, record: dict[str, Any], **kwargs: Any) -> None:
+            written.update(kwargs, subject=subject)
+
+    monkeypatch.setattr("tasks.store.memory.RedisMachineMemory", Inner)
+    worker_app._drop_history()
+    memory = runtime.RedisMachineMemory.from_settings(None, None)
+    assert isinstance(memory, NoHistory)
+    memory.write("s", {}, history=b"entry", index=object(), lease="l")
+    assert written == {"subject": "s", "lease": "l"}

@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
+from kombu.utils.imports import symbol_by_name
 from pydantic import ValidationError
 
 from config.settings import BROKER_SCHEMES, Settings, parse_redis_url, redact_url
 from tasks.store import keys
 from tasks.worker.celery_config import celery_config
+from tasks.worker.consumer import DeadLetteringConsumer
 from tasks.worker.kombu_redis import Transport as ReliableRedisTransport
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -174,7 +177,16 @@ def test_celery_config_delivers_at_least_once_and_stores_no_results() -> None:
         "dead_letter_stream": keys.DEAD_LETTER_STREAM,
         "dead_letter_maxlen": settings.stream_maxlen,
     }
-    assert config["broker_transport"] is ReliableRedisTransport  # reserves atomically
+    assert symbol_by_name(config["broker_transport"]) is ReliableRedisTransport  # reserves atomically
+
+
+@pytest.mark.parametrize("broker_url", ["redis://127.0.0.1:6379/0", "amqp://guest:guest@127.0.0.1:5672//"])
+def test_celery_config_is_data_that_inspect_conf_and_flower_can_send(broker_url: str) -> None:
+    # `celery inspect conf` and Flower's Config tab send the configuration in msgpack: a class
+    # in it (the consumer, the transport) made both fail with an EncodeError.
+    config = celery_config(Settings(broker_url=broker_url))
+    assert msgpack.unpackb(msgpack.packb(config)) == config
+    assert symbol_by_name(config["worker_consumer"]) is DeadLetteringConsumer
 
 
 def test_celery_config_is_a_fresh_dict_each_time() -> None:
