@@ -43,7 +43,6 @@ import redis
 from kombu.exceptions import OperationalError
 from opentelemetry import context as otel_context
 
-from config.settings import parse_redis_url
 from orchestrator.errors import (
     DecodeError,
     ExpectedRetry,
@@ -114,8 +113,11 @@ def can_fuse(settings: Settings) -> bool:
     """
     if not settings.fused_step or settings.redis_wait_replicas:
         return False
-    broker, state = parse_redis_url(settings.broker_url), parse_redis_url(settings.redis_url)
-    if broker.scheme not in ("redis", "rediss") or broker.scheme != state.scheme:
+    broker = settings.broker
+    if broker.scheme not in ("redis", "rediss"):
+        return False
+    state = settings.redis
+    if broker.scheme != state.scheme:
         return False
     return (broker.host, broker.port, broker.db, broker.username, broker.password) == (
         state.host, state.port, state.db, state.username, state.password
