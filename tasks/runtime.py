@@ -336,9 +336,12 @@ class Runtime:
             )
         if isinstance(handler, ArvoOrchestrator):
             # Published while the step holds the subject's lock; leaving the block settles the
-            # outbox with the unlock (or, if publishing failed, keeps it for the redelivery).
+            # outbox with the unlock (or, if publishing failed, keeps it for the redelivery). A fused
+            # step (see can_fuse) published its events and unlocked in its write already.
             with handler.step(event) as result:
-                if result.events and not self.memory.published_with_write(event.id):
+                # Asked on every step: it also forgets the mark of a fused write that emitted nothing.
+                fused = self.memory.published_with_write(event.id)
+                if result.events and not fused:
                     self.publish(result.events)
             return Outcome(result.outcome.value, len(result.events))
         return Outcome("handled", self.publish(handler.execute(event)))
