@@ -69,6 +69,7 @@ def measure(kind: str, workflows: int, redis_url: str, *, fused: bool, trips: An
     ns_by: dict[str, int] = {"orchestrator": 0, "service": 0}
     steps: dict[str, int] = {"orchestrator": 0, "service": 0}
     try:
+        already = int(client.xlen(stream))
         for index in range(WARMUP + workflows):
             counting = index >= WARMUP
             send_event(_init(kind), app)
@@ -83,7 +84,7 @@ def measure(kind: str, workflows: int, redis_url: str, *, fused: bool, trips: An
                     ns_by[role] += time.perf_counter_ns() - start
                     trips_by[role] += trips.count - before
                     steps[role] += 1
-        done = int(client.xlen(stream))
+        done = int(client.xlen(stream)) - already
         if done != WARMUP + workflows:
             raise RuntimeError(f"{done} of {WARMUP + workflows} {kind} workflows completed")
     finally:

@@ -206,7 +206,9 @@ class Runtime:
                     return None
                 with capturing() as captured, _batched(producer):
                     for event in internal:
-                        self._send(producer, event)
+                        # Nothing is sent while capturing, so there is nothing to retry: without
+                        # kombu's retry wrapper around each publish (the same message either way).
+                        self._send(producer, event, retry=False)
                 commands.extend(captured)
         for destination, event in external:
             commands.append(self.outbox.xadd_command(destination, event))
@@ -249,14 +251,14 @@ class Runtime:
             logger.warning("%s", message)
             raise TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
-    def _send(self, producer: Any, event: Event) -> None:
+    def _send(self, producer: Any, event: Event, **options: Any) -> None:
         parent = context_from_headers(event_field(event, "traceparent"), event_field(event, "tracestate"))
         # With the event's span current, the Celery instrumentation's publish span (and so the
         # next hop's run span) joins the workflow's trace. The task class routes the event by
         # its ``to`` and puts its trace context in the headers.
         token = otel_context.attach(parent) if parent is not None else None
         try:
-            self.task.apply_async(args=(event,), producer=producer)
+            self.task.apply_async(args=(event,), producer=producer, **options)
         finally:
             if token is not None:
                 otel_context.detach(token)
