@@ -220,17 +220,18 @@ def _init(kind: str) -> Any:
 
 def run(increment: int, fanout: int) -> dict[str, Any]:
     """Both workflows on one private Redis; return the JSON document of this part."""
-    from bench import procs
+    from bench import procs, step_cost
 
     facts = common.machine()
     results: dict[str, Any] = {"target": f"round trips per orchestrator step <= {TARGET_ROUND_TRIPS:g}"}
-    with tempfile.TemporaryDirectory(prefix="bench-redis-cost-") as tmp, \
-            procs.redis_server(Path(tmp) / "redis") as redis_url:
-        for kind, count in (("increment", increment), ("fanout", fanout)):
-            results[kind] = measure(kind, count, redis_url)
-            print(f"  redis-cost {kind}: {results[kind]['round_trips_per_step']} round trips per step", flush=True)
-        # The same with lease renewal off: what renewing held leases costs per step.
-        results[NO_RENEWAL] = measure("increment", increment, redis_url, lock_auto_renewal=False)
+    with tempfile.TemporaryDirectory(prefix="bench-redis-cost-") as tmp:
+        with procs.redis_server(Path(tmp) / "redis") as redis_url:
+            for kind, count in (("increment", increment), ("fanout", fanout)):
+                results[kind] = measure(kind, count, redis_url)
+                print(f"  redis-cost {kind}: {results[kind]['round_trips_per_step']} round trips per step", flush=True)
+            # The same with lease renewal off: what renewing held leases costs per step.
+            results[NO_RENEWAL] = measure("increment", increment, redis_url, lock_auto_renewal=False)
+        results["runtime_steps"] = step_cost.run(increment, fanout, Path(tmp))
     results["load_average"] = common.load_average()
     results["machine"] = facts
     return results
@@ -263,7 +264,17 @@ def markdown(data: dict[str, Any]) -> str:
              f"Server commands per increment step (commandstats, Lua-internal calls included): {commands}.")
     renewal = ("The first two rows use the Settings defaults (lease renewal on, as deployed: one keeper thread "
                "per process); the last row turns `lock_auto_renewal` off to show what renewal costs per step.")
-    return f"{head}{body}\n\n{split}\n\n{notes} {renewal}\n\n{common.machine_line(data['machine'])}\n"
+    from bench import step_cost
+
+    runtime = step_cost.markdown(data["runtime_steps"])
+    runtime_notes = (
+        "The worker's runtime (`Runtime.handle`, the `tasks.execute` body) run in this process over a Celery app "
+        "whose broker is the state Redis, popping each published message from its queue: every redis-py request of "
+        "a step, state and publication alike. `fused` is the default on one Redis (write, publish and unlock in one "
+        "script); `plain` is `ORCH_FUSED_STEP=false` (write, publish batch, unlock)."
+    )
+    return (f"{head}{body}\n\n{split}\n\n{notes} {renewal}\n\n{runtime}\n\n{runtime_notes}\n\n"
+            f"{common.machine_line(data['machine'])}\n")
 
 
 def main(increment: int, fanout: int, json_path: Path | None) -> dict[str, Any]:

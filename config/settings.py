@@ -401,6 +401,11 @@ class Settings(BaseSettings):
     for state" and "With Redis Cluster for state")."""
     redis_wait_timeout_ms: int = Field(default=1000, ge=1)
     """How long ``WAIT`` waits for those replicas; too few in time fails the step retryably."""
+    fused_step: bool = True
+    """When the broker is the state Redis itself (same server and database, no replicas to
+    wait for), an orchestrator step's write also publishes its events and releases its lock, in
+    one atomic script: 2 round trips a step instead of 4 (``docs/architecture.md``). False keeps
+    the plain step (write, publish, unlock) everywhere."""
 
     # -- locks and retries -----------------------------------------------------------------
     lock_expire_s: int = Field(default=30, ge=1)

@@ -13,7 +13,10 @@ map "retry later" to a Celery retry); everything a message goes through is here:
    compare-and-set write incl. the outbox), then, inside the block so the subject's lock is
    still held, :meth:`Runtime.publish`; leaving the block settles the outbox and unlocks in one
    call. A redelivered event finds its step consumed and gets the unsettled outbox back to
-   publish. Service handlers: ``execute``, then publish;
+   publish. When the broker is the state Redis itself (:func:`can_fuse`), the step is *fused*:
+   its write publishes the events and releases the lock in the same atomic script
+   (:meth:`Runtime.render`, :mod:`tasks.store.memory`), and nothing is left to do after it.
+   Service handlers: ``execute``, then publish;
 4. publishing: one task per emitted event to the queue of its ``to``, with the W3C trace
    context in the task headers; events for destinations outside the deployment, or for another
    domain, go to the external outbox streams.
@@ -57,6 +60,7 @@ from tasks.store.index import RedisIndex
 from tasks.store.keys import KeySpace
 from tasks.store.memory import RedisMachineMemory
 from tasks.store.streams import DeadLetterStore, ExternalOutbox
+from tasks.worker.naming import event_field
 
 if TYPE_CHECKING:
     from celery import Task
@@ -100,6 +104,27 @@ def load_handlers(path: str) -> Callable[[Any], list[Any]]:
     if not callable(factory):
         raise TypeError(f"ORCH_HANDLERS={path!r} does not name a callable")
     return factory  # type: ignore[no-any-return]
+
+
+def can_fuse(settings: Settings) -> bool:
+    """Whether a step's write can also publish its events: the broker is the state Redis itself.
+
+    Same plain Redis server and database (a ``redis://``/``rediss://`` URL, no Sentinel: a
+    Sentinel state's broker is another URL), no replicas to ``WAIT`` for (the events would be
+    visible before the replicas hold their write), and ``fused_step`` not turned off. A RabbitMQ
+    broker, or a Redis broker elsewhere, keeps the plain step (write, publish, unlock).
+    """
+    if not settings.fused_step or settings.redis_wait_replicas:
+        return False
+    broker = settings.broker
+    if broker.scheme not in ("redis", "rediss"):
+        return False
+    state = settings.redis
+    if broker.scheme != state.scheme:
+        return False
+    return (broker.host, broker.port, broker.db, broker.username, broker.password) == (
+        state.host, state.port, state.db, state.username, state.password
+    )
 
 
 def backoff(attempt: int, minimum: float, maximum: float) -> float:
@@ -147,20 +172,55 @@ class Runtime:
         self.outbox = ExternalOutbox(self.redis, settings.stream_maxlen, space)
         #: The search index, swept of expired workflows by the timer poller.
         self.index = RedisIndex(self.redis, space)
+        if can_fuse(settings):
+            self.memory.fuse_publication(self.render)
 
     # -- routing and publishing -------------------------------------------------------------------
 
-    def publish(self, events: Iterable[ArvoEvent]) -> int:
-        """Send each event to its destination's queue, or to the external outbox; return count."""
-        external: list[tuple[str, ArvoEvent]] = []
-        internal: list[ArvoEvent] = []
+    def _route(self, events: Iterable[Event]) -> tuple[list[Event], list[tuple[str, Event]]]:
+        """Split events into the deployment's own (queues) and the others (external outbox)."""
+        external: list[tuple[str, Event]] = []
+        internal: list[Event] = []
         for event in events:
-            if event.domain is not None:
-                external.append((f"domain:{event.domain}", event))
-            elif event.to in self.destinations:
+            domain, to = event_field(event, "domain"), event_field(event, "to")
+            if domain is not None:
+                external.append((f"domain:{domain}", event))
+            elif to in self.destinations:
                 internal.append(event)
             else:
-                external.append((event.to or "", event))
+                external.append((to or "", event))
+        return internal, external
+
+    def render(self, events: list[dict[str, Any]]) -> list[list[bytes | str]] | None:
+        """The Redis commands that would publish ``events`` (a step's outbox), sending nothing.
+
+        Each internal event goes through the very path :meth:`publish` takes (the task class's
+        routing and headers, Celery's ``before/after_task_publish`` signals and task-sent event,
+        the OpenTelemetry publish span, kombu's envelope and our transport's wake-up signal)
+        inside a producer batch whose channel captures the batch's commands instead of sending
+        them; external events become the ``XADD`` the outbox would send. None (the step then
+        publishes the plain way) when the producer's channel cannot capture.
+        """
+        internal, external = self._route(events)
+        commands: list[list[bytes | str]] = []
+        if internal:
+            with self.task.app.producer_or_acquire() as producer:
+                capturing = getattr(producer.channel, "capturing", None)
+                if capturing is None:
+                    return None
+                with capturing() as captured, _batched(producer):
+                    for event in internal:
+                        # Nothing is sent while capturing, so there is nothing to retry: without
+                        # kombu's retry wrapper around each publish (the same message either way).
+                        self._send(producer, event, retry=False)
+                commands.extend(captured)
+        for destination, event in external:
+            commands.append(self.outbox.xadd_command(destination, event))
+        return commands
+
+    def publish(self, events: Iterable[Event]) -> int:
+        """Send each event to its destination's queue, or to the external outbox; return count."""
+        internal, external = self._route(events)
         if internal:
             # One pipelined flush for all of a step's events (kombu's batch). A failure part-way
             # leaves the step's outbox unsettled, so the redelivered event publishes them again.
@@ -171,7 +231,7 @@ class Runtime:
             self._append_external(external)
         return len(internal) + len(external)
 
-    def _append_external(self, external: list[tuple[str, ArvoEvent]]) -> None:
+    def _append_external(self, external: list[tuple[str, Event]]) -> None:
         """Append events to the external outbox streams, in the state Redis, in one pipeline.
 
         With ``redis_wait_replicas`` the pipeline ends with ``WAIT``, as a step's write does: a
@@ -190,12 +250,12 @@ class Runtime:
                 self.outbox.add(destination, event, pipe)
             pipe.execute()
             return
-        by_shard: dict[int, list[tuple[str, ArvoEvent]]] = {}
+        by_shard: dict[int, list[tuple[str, Event]]] = {}
         for destination, event in external:
-            by_shard.setdefault(self.outbox.keys.shard_of(event.subject), []).append((destination, event))
+            by_shard.setdefault(self.outbox.keys.shard_of(event_field(event, "subject")), []).append((destination, event))
         for group in by_shard.values():
             first_destination, first = group[0]
-            stream = self.outbox.stream(first_destination, first.subject)
+            stream = self.outbox.stream(first_destination, event_field(first, "subject"))
             node_pipe = node_client(self.redis, stream).pipeline(transaction=False)
             for destination, event in group:
                 self.outbox.add(destination, event, node_pipe)
@@ -210,14 +270,14 @@ class Runtime:
                 logger.warning("%s", message)
                 raise TransactionViolation(TransactionCause.WRITE_FAILURE, message)
 
-    def _send(self, producer: Any, event: ArvoEvent) -> None:
-        parent = context_from_headers(event.traceparent, event.tracestate)
+    def _send(self, producer: Any, event: Event, **options: Any) -> None:
+        parent = context_from_headers(event_field(event, "traceparent"), event_field(event, "tracestate"))
         # With the event's span current, the Celery instrumentation's publish span (and so the
         # next hop's run span) joins the workflow's trace. The task class routes the event by
         # its ``to`` and puts its trace context in the headers.
         token = otel_context.attach(parent) if parent is not None else None
         try:
-            self.task.apply_async(args=(event,), producer=producer)
+            self.task.apply_async(args=(event,), producer=producer, **options)
         finally:
             if token is not None:
                 otel_context.detach(token)
@@ -297,9 +357,12 @@ class Runtime:
             )
         if isinstance(handler, ArvoOrchestrator):
             # Published while the step holds the subject's lock; leaving the block settles the
-            # outbox with the unlock (or, if publishing failed, keeps it for the redelivery).
+            # outbox with the unlock (or, if publishing failed, keeps it for the redelivery). A fused
+            # step (see can_fuse) published its events and unlocked in its write already.
             with handler.step(event) as result:
-                if result.events:
+                # Asked on every step: it also forgets the mark of a fused write that emitted nothing.
+                fused = self.memory.published_with_write(event.id)
+                if result.events and not fused:
                     self.publish(result.events)
             return Outcome(result.outcome.value, len(result.events))
         return Outcome("handled", self.publish(handler.execute(event)))
@@ -318,6 +381,10 @@ class Runtime:
         logger.warning("dead-lettering message (task %s): %s: %s", task_id, reason, error)
         self.dead_letters.add(reason=reason, error=text, payload=payload, task_id=task_id)
         return Outcome("dead-letter")
+
+
+#: An event to publish: an ArvoEvent, or its JSON mapping (a step's stored outbox).
+Event = ArvoEvent | dict[str, Any]
 
 
 def _batched(producer: Any) -> Any:

@@ -21,6 +21,15 @@ touches carries its shard's hash tag (:class:`~tasks.store.keys.KeySpace`), so t
 ``lock_and_read`` goes to one node and each script runs on one slot; the costs are the same.
 Timers are claimed shard by shard (:meth:`RedisMachineMemory.claim_due_timers`).
 
+The fused step. When the runtime says the broker is this very Redis (:meth:`fuse_publication`),
+``write`` asks the runtime for the Redis commands that would publish the step's outbox (kombu's
+envelopes, captured from Celery's own publish path) and runs one composed script:
+``write_record.lua``, then ``publish_and_release.lua`` (those commands, then python-redis-lock's
+release). The step's state, its messages and its unlock are one atomic call, the outbox hash is
+never written (nothing is left to settle), and the following ``unlock`` of that lease costs
+nothing. A whole step is then 2 round trips, publication included. Never with ``wait_replicas``:
+events must not become visible before the replicas hold their write.
+
 Replication. With ``wait_replicas`` > 0 (``ORCH_REDIS_WAIT_REPLICAS``), ``write`` sends Redis's
 ``WAIT wait_replicas wait_timeout_ms`` in the same pipeline as the script (``WAIT`` cannot run
 inside a script, and pipelined it costs no extra round trip, only the replicas' latency). When
@@ -53,6 +62,8 @@ mismatches are ``WRITE_CONFLICT`` (also retryable: the event is re-run on the ne
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -72,6 +83,24 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: Turns a step's outbox (event JSON mappings) into the Redis commands that publish it
+#: (``[name, *arguments]`` each), or None when they cannot go in the step's write.
+PublicationRenderer = Callable[[list[dict[str, Any]]], list[list[bytes | str]] | None]
+
+
+def fused_write_source() -> str:
+    """write_record.lua as a local function, then publish_and_release.lua when it wrote.
+
+    Composed rather than edited into one file: write_record.lua stays the one write of a step
+    (its KEYS and ARGV unchanged), and the fused tail reads only the last argument.
+    """
+    return (
+        "local function write_record()\n"
+        + scripts.load("write_record")
+        + "\nend\n\nlocal written = write_record()\nif written[1] ~= 1 then\n    return written\nend\n\n"
+        + scripts.load("publish_and_release")
+    )
 
 
 class RedisMachineMemory:
@@ -126,6 +155,11 @@ class RedisMachineMemory:
         self._timer_reclaim_ms = int(timer_reclaim_s * 1000)
         # Renews held leases (and keeps their lock objects) until ``unlock``.
         self._keeper = LeaseKeeper(self._lock_expire_s) if auto_renewal else None
+        self._render: PublicationRenderer | None = None
+        self._fused_script: Any = None
+        # Per thread: the lease token and event id of the last fused write (a step runs on one
+        # thread from its lock to its unlock; a thread pool runs several steps at once).
+        self._fused = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Settings, client: StateRedis) -> RedisMachineMemory:
@@ -140,6 +174,23 @@ class RedisMachineMemory:
             wait_timeout_ms=settings.redis_wait_timeout_ms,
             key_space=keys.KeySpace(settings.redis_shard_count),
         )
+
+    def fuse_publication(self, render: PublicationRenderer) -> None:
+        """Publish each step's outbox inside its write, and release its lock there too.
+
+        Only for a memory whose client is the broker's Redis (one plain Redis, no replicas to
+        wait for): the runtime decides (:func:`tasks.runtime.can_fuse`).
+        """
+        if self._wait_replicas:
+            raise ValueError("a fused step would publish before WAIT confirms its write (redis_wait_replicas)")
+        self._fused_script = self._client.register_script(fused_write_source())
+        self._render = render
+
+    def published_with_write(self, event_id: str) -> bool:
+        """Whether this thread's last write published ``event_id``'s events (a fused step); once."""
+        published: str | None = getattr(self._fused, "event_id", None)
+        self._fused.event_id = None
+        return published is not None and published == event_id
 
     def lock(self, subject: str) -> Lease | None:
         """Try once to take the subject's lock; None when another holder has it.
@@ -231,6 +282,9 @@ class RedisMachineMemory:
             self._keeper.discard(lease.token)
         if not lease.subject:
             return False
+        if getattr(self._fused, "released", None) == lease.token:  # the fused write released it
+            self._fused.released = None
+            return True
         subject = lease.subject
         script_keys = self.keys.release_lock_keys(subject)
         entry = pack(history.to_dict()) if history is not None else b""
@@ -301,11 +355,20 @@ class RedisMachineMemory:
         """
         require_subject(subject, "write")
         require_record(record)
+        tail = None
+        if self._render is not None and lease is not None and event_id is not None:
+            commands = self._render(outbox or [])
+            if commands is not None:
+                tail = self._fused_tail(subject, lease, event_id, outbox, commands)
         script_keys, args = self._write_call(
-            subject, record, prev_version, lease, event_id, outbox, expire_after_s, timers, history, index
+            subject, record, prev_version, lease, event_id, None if tail is not None else outbox, expire_after_s,
+            timers, history, index,
         )
         try:
-            if self._wait_replicas:
+            if tail is not None:
+                code, value = self._fused_script(keys=script_keys, args=[*args, tail])
+                acked = 0
+            elif self._wait_replicas:
                 code, value, acked = self._write_and_wait(script_keys, args)
             else:
                 code, value = self._write_script(keys=script_keys, args=args)
@@ -330,7 +393,34 @@ class RedisMachineMemory:
                 TransactionCause.WRITE_CONFLICT,
                 f"Record version moved for subject={subject}: expected {prev_version}, found {value}",
             )
+        if code == -3:
+            raise TransactionViolation(
+                TransactionCause.WRITE_FAILURE,
+                f"The write of subject={subject} (version {value}) could not publish its events in the same call "
+                "(see the Redis log); they are kept in its outbox and published when the event is retried",
+            )
+        if tail is not None and lease is not None:
+            self._fused.released = lease.token
+            self._fused.event_id = event_id
+            if self._keeper is not None:
+                self._keeper.discard(lease.token)
         return int(value)
+
+    def _fused_tail(
+        self, subject: str, lease: Lease, event_id: str, outbox: list[dict[str, Any]] | None, commands: list[list[bytes | str]]
+    ) -> bytes:
+        """The last argument of the fused script (publish_and_release.lua documents it)."""
+        tail = [
+            commands,
+            self.keys.lock_key(subject),
+            self.keys.lock_signal(subject),
+            SIGNAL_EXPIRE_MS,
+            self.keys.outbox(subject),
+            event_id,
+            pack(outbox or []),
+        ]
+        # Without msgpack's bin type: Redis's Lua cmsgpack reads binary values only as strings.
+        return msgpack.packb(tail, use_bin_type=False)  # type: ignore[no-any-return]
 
     def queue_write(
         self,

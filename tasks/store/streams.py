@@ -148,6 +148,12 @@ class DeadLetterStore:
         return stream_id, int(shard_text)
 
 
+def _entry(event: ArvoEvent | Mapping[str, Any]) -> dict[str, bytes | str]:
+    """The fields of an outbox stream entry: the packed event JSON, its subject and type."""
+    payload = event.to_json() if isinstance(event, ArvoEvent) else dict(event)
+    return {"event": pack(payload), "subject": str(payload.get("subject")), "type": str(payload.get("type"))}
+
+
 def _is_stream_id(entry_id: str) -> bool:
     """``<ms>-<seq>``: anything else would be a Redis syntax error, not a missing entry."""
     ms, sep, seq = entry_id.partition("-") if isinstance(entry_id, str) else ("", "", "")
@@ -194,15 +200,25 @@ class ExternalOutbox:
         """The stream of ``destination`` receiving the events about ``subject``."""
         return self.keys.outbox_stream(destination, subject)
 
-    def add(self, destination: str, event: ArvoEvent, pipe: Any | None = None) -> None:
-        """Append ``event`` to the stream of ``destination`` and its subject (optionally on a pipeline)."""
+    def add(self, destination: str, event: ArvoEvent | Mapping[str, Any], pipe: Any | None = None) -> None:
+        """Append ``event`` (or its JSON) to the stream of ``destination`` and its subject (optionally on a pipeline)."""
         target = pipe if pipe is not None else self._client
-        target.xadd(
-            self.stream(destination, event.subject),
-            {"event": pack(event.to_json()), "subject": event.subject, "type": event.type},
-            maxlen=self._maxlen,
-            approximate=True,
-        )
+        fields: dict[Any, Any] = _entry(event)
+        target.xadd(self.stream(destination, str(fields["subject"])), fields, maxlen=self._maxlen, approximate=True)
+
+    def xadd_command(self, destination: str, event: ArvoEvent | Mapping[str, Any]) -> list[bytes | str]:
+        """The ``XADD`` that :meth:`add` sends, as a command to run elsewhere (a fused step's script).
+
+        ``XADD <stream> MAXLEN ~ <maxlen> * <field> <value> ...``: what redis-py builds for
+        ``xadd(..., maxlen=, approximate=True)``.
+        """
+        fields = _entry(event)
+        command: list[bytes | str] = [
+            "XADD", self.stream(destination, str(fields["subject"])), "MAXLEN", "~", str(self._maxlen), "*",
+        ]
+        for field, value in fields.items():
+            command += [field, value]
+        return command
 
     def last_id(self, destination: str, subject: str) -> str:
         """The id of the newest entry of ``subject``'s stream, to read only what arrives after it ("0-0" if empty)."""

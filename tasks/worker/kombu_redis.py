@@ -31,21 +31,35 @@ client where kombu builds a new one per call:
   (no lost wake-up). The wait ends after ``brpop_timeout`` (1 s) at the latest, which also picks
   up messages pushed by other publishers (a plain kombu client) or restored by the sweep.
 
+* **Capture a batch instead of sending it** (:meth:`Channel.capturing`). Inside the block, a
+  ``Producer.batch()`` on this channel collects the exact Redis commands its publishes would have
+  pipelined (kombu's ``LPUSH`` of each envelope, the wake-up signals, a fanout ``PUBLISH`` of
+  Celery's task-sent event) instead of sending them: the runtime's fused step
+  (:mod:`tasks.store.memory`) runs them inside the step's write script, so an orchestrator
+  step's state, its messages and its unlock are one atomic call. The messages are built by the
+  whole unchanged publish path (Celery's ``as_task_v2`` and signals, the OpenTelemetry
+  instrumentation, kombu's ``prepare_message``, ``basic_publish`` and ``_put``); only the last
+  step, the pipeline's ``execute``, is left to the caller.
+
 Publishing, acknowledging, the restore sweep and everything else are kombu's own code. The
 transport is selected by :func:`tasks.worker.celery_config.celery_config` for ``redis://`` and
 ``rediss://`` brokers; it does not support kombu's ``global_keyprefix``.
 
 This is the one module that relies on kombu's internals: the Redis channel's polling pair
 (``_brpop_start``/``_brpop_read``, ``_in_poll``, ``_flush_brpop_reauth``, ``_queue_cycle``,
-``_q_for_pri``, ``connection._deliver``), its publish hook (``_put`` with ``_publish_batch``)
-and its client factory (``_create_client``). ``tests/integration/test_third_party_contracts.py``
+``_q_for_pri``, ``connection._deliver``), its publish hook (``_put`` with ``_publish_batch``),
+its batch factory and the batch session interface the producer calls (``create_publish_batch``;
+``channel``, ``publish``, ``add``, ``flush``, ``discard``, ``close``) and its client factory
+(``_create_client``). ``tests/integration/test_third_party_contracts.py``
 pins each of them and names the installed kombu version when one changes; pyproject.toml
 bounds the version. Checked on kombu 5.7.0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from functools import cache
 from queue import Empty
 from time import monotonic, time
@@ -69,6 +83,51 @@ DEAD_LETTER_BODY_KEPT = 4096
 def _reserve_sha() -> str:
     """SHA1 of the reservation script: the name Redis knows it by once loaded."""
     return hashlib.sha1(scripts.load("reserve").encode("utf-8")).hexdigest()
+
+
+#: The Redis commands a capture keeps: ``[name, *arguments]``, each argument as bytes or text.
+Command = list[bytes | str]
+
+
+class CapturedBatch:
+    """A publish batch session that keeps the Redis commands instead of pipelining them.
+
+    kombu's ``PublishBatch`` routes each message through ``Channel.basic_publish`` with itself as
+    ``_publish_batch``; every ``_put``/``_put_fanout`` then calls :meth:`add` with its final
+    commands, which ``PublishBatch`` queues on a pipeline. This session has the same interface
+    (what kombu's producer batch state calls) and appends them to ``commands``; nothing is sent.
+    """
+
+    def __init__(self, channel: Channel, commands: list[Command]) -> None:
+        self.channel = channel
+        self.commands = commands
+
+    def publish(self, message: Any, **kwargs: Any) -> Any:
+        """Route one prepared message as kombu's batch does; keep its commands."""
+        return self.channel.basic_publish(message, _publish_batch=self, **kwargs)
+
+    def add(self, name: str, *args: Any) -> None:
+        """Keep one final Redis command of the message being routed."""
+        self.commands.append([name, *(_argument(arg) for arg in args)])
+
+    def flush(self) -> None:
+        """Nothing to send: the commands belong to whoever captured them."""
+
+    def discard(self) -> None:
+        """Forget the commands of an aborted batch."""
+        self.commands.clear()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _argument(value: Any) -> bytes | str:
+    """A command argument as redis-py would send it (numbers as their decimal text)."""
+    if isinstance(value, bytes | str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"unexpected Redis argument in a captured publish: {value!r}")
+    return repr(value)
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
@@ -167,6 +226,31 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         finally:
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
+
+    #: Where a ``Producer.batch()`` on this channel puts its commands (see :meth:`capturing`).
+    _capture: list[Command] | None = None
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[list[Command]]:
+        """Within the block, a producer batch on this channel collects its Redis commands.
+
+        Yields the list they are appended to, in the order the batch would have sent them. The
+        channel belongs to one producer taken from the pool, so one thread at a time uses it.
+        """
+        if self._capture is not None:
+            raise RuntimeError("this channel is already capturing")
+        commands: list[Command] = []
+        self._capture = commands
+        try:
+            yield commands
+        finally:
+            self._capture = None
+
+    def create_publish_batch(self, max_size: int) -> Any:
+        """kombu's batch session, or a :class:`CapturedBatch` inside :meth:`capturing`."""
+        if self._capture is not None:
+            return CapturedBatch(self, self._capture)
+        return super().create_publish_batch(max_size)
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         batch = kwargs.get("_publish_batch")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -52,6 +53,12 @@ class InvalidFlowerUrl(OrchestratorError, ValueError):
     """The base URL given for Flower is not an absolute ``http(s)://host[:port][/path]`` URL."""
 
 
+#: Subjects whose name parts are remembered: every publish of a step names the same workflow, and
+#: parsing a subject (base64, zlib, JSON) cost more than the rest of the name.
+NAME_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=NAME_CACHE_SIZE)
 def short_workflow_id(subject: str) -> str:
     """The first 8 hex digits of the SHA-256 of ``subject``: the same for every task of a workflow.
 
@@ -124,6 +131,7 @@ def _label(subject: str, orchestrator: str | None) -> str:
     return f"{_clip(orchestrator)}/{short}" if orchestrator else short
 
 
+@lru_cache(maxsize=NAME_CACHE_SIZE)
 def _orchestrator_name(subject: str) -> str | None:
     try:
         return OrchestrationSubject.parse(subject).orchestrator.name

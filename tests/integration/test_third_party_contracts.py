@@ -22,6 +22,8 @@ from kombu.transport import redis as kombu_redis
 
 from tasks.store import keys, scripts
 from tasks.store.lease import SIGNAL_EXPIRE_MS, LeaseLock, register_lock_scripts
+from tasks.worker.kombu_redis import CapturedBatch
+from tasks.worker.kombu_redis import Transport as ReliableTransport
 
 KOMBU = f"kombu {version('kombu')}"
 REDIS_LOCK = f"python-redis-lock {version('python-redis-lock')}"
@@ -47,6 +49,8 @@ def _lock_broke(what: str) -> str:
         ("_create_client", ["self", "asynchronous"]),
         ("_q_for_pri", ["self", "queue", "pri"]),
         ("_flush_brpop_reauth", ["self"]),
+        ("create_publish_batch", ["self", "max_size"]),
+        ("_put_fanout", ["self", "exchange", "message", "routing_key", "kwargs"]),
     ],
 )
 def test_kombu_redis_channel_methods_the_transport_overrides_or_calls(name: str, parameters: list[str]) -> None:
@@ -73,6 +77,50 @@ def test_kombu_redis_channel_attributes_the_transport_reads(redis_url: str) -> N
 def test_kombu_publish_batch_reaches_put_as_publish_batch() -> None:
     source = inspect.getsource(kombu_redis.Channel)
     assert "_publish_batch" in source, _kombu_broke("how a Producer.batch() reaches Channel._put")
+
+
+def test_kombu_publish_batch_sessions_have_the_interface_captured_batch_implements() -> None:
+    """A producer batch asks its channel for a session and calls these; CapturedBatch has each."""
+    from kombu import messaging
+
+    state = inspect.getsource(messaging._ProducerBatchState)
+    assert "create_publish_batch" in state, _kombu_broke("how a producer batch gets its session")
+    assert "session.channel" in state, _kombu_broke("what a producer batch reads of its session")
+    for name in ("publish", "add", "flush", "discard", "close"):
+        theirs = getattr(kombu_redis.PublishBatch, name, None)
+        assert callable(theirs), _kombu_broke(f"PublishBatch.{name} (gone)")
+        ours = getattr(CapturedBatch, name)
+        assert list(inspect.signature(ours).parameters) == list(inspect.signature(theirs).parameters), (
+            _kombu_broke(f"the signature of PublishBatch.{name}")
+        )
+    assert "_publish_batch" in inspect.getsource(kombu_redis.Channel._put_fanout), (
+        _kombu_broke("how a batched fanout publish (Celery's task-sent event) reaches the batch")
+    )
+
+
+def test_a_captured_batch_holds_the_commands_a_batch_sends(redis_url: str) -> None:
+    """Run by hand, the captured commands deliver the envelope a plain batch delivers."""
+    client = redis.Redis.from_url(redis_url)
+    queue = Queue("captured", Exchange("captured", type="direct"), routing_key="captured")  # type: ignore[no-untyped-call]
+    with Connection(redis_url, transport=ReliableTransport) as ours:
+        producer = Producer(ours.default_channel)
+        with producer.batch():
+            producer.publish({"n": 1}, routing_key="captured", declare=[queue], serializer="json")
+        sent = client.rpop("captured")
+        with ours.default_channel.capturing() as commands, producer.batch():
+            producer.publish({"n": 1}, routing_key="captured", declare=[queue], serializer="json")
+        assert client.llen("captured") == 0, _kombu_broke("where a batch's commands go")
+        signal = keys.queue_signal("captured")
+        assert [command[:2] for command in commands] == [["lpush", "captured"], ["lpush", signal], ["ltrim", signal]]
+        for command in commands:
+            client.execute_command(*command)
+    captured = client.rpop("captured")
+    assert sent is not None
+    assert captured is not None
+    plain, fused = json.loads(sent), json.loads(captured)
+    for envelope in (plain, fused):
+        envelope["properties"].pop("delivery_tag")
+    assert plain == fused, _kombu_broke("the envelope a batch pushes")
 
 
 def test_kombu_unacked_entries_have_the_format_reserve_lua_writes(redis_url: str) -> None:

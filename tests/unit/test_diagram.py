@@ -188,8 +188,13 @@ HOSTILE = st.sampled_from(
      "scale", "stateDiagram-v2", "direction LR", "a.b", "a-b", "a_b", "1st", "[*]", "--", "-->",
      "x::y", "q\"uote", "semi;colon", "<<fork>>", "[[choice]]", "%%{init}", "%%%{", "<<<fork>>>", "é", "a b", "#35;"]
 )  # fmt: skip
+#: A state's own attributes (``enter``, ``exit``, ``invoke``...): a compound state's substate may
+#: not be named after one (python-statemachine then fails to build the state, not the drawing).
+STATE_ATTRIBUTES = set(dir(State()))
+
 NAMES = st.one_of(HOSTILE, st.text(min_size=1, max_size=12)).filter(
-    lambda name: name.strip() != "" and not name.startswith("_") and name not in TAKEN and not hasattr(ArvoMachine, name)
+    lambda name: name.strip() != "" and not name.startswith("_") and name not in TAKEN
+    and not hasattr(ArvoMachine, name) and name not in STATE_ATTRIBUTES
 )
 
 
