@@ -194,9 +194,12 @@ def test_the_original_figures_are_read_under_our_names() -> None:
         (["timers", "--timers", "none"], "expected a whole number of at least 1, got 'none'"),
         (["sentinel", "--rounds", "0"], "expected a whole number of at least 1, got '0'"),
         (["sentinel", "--workflows", "x"], "expected a whole number of at least 1, got 'x'"),
+        (["growth", "--steps", "0"], "expected a whole number of at least 1, got '0'"),
+        (["growth", "--rounds", "x"], "expected a whole number of at least 1, got 'x'"),
+        (["growth", "--live", "-5"], "expected a whole number of at least 1, got '-5'"),
     ],
 )
-def test_timers_refuses_a_bad_argument_in_one_line(
+def test_a_bad_argument_is_refused_in_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:

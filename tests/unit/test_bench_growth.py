@@ -24,22 +24,6 @@ def _figures(step: float, workflow: float, **extra: float) -> dict[str, float]:
             "us_per_workflow": workflow, "steps_per_workflow": 11.0, "full_collections": 0.0, **extra}
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["growth", "--steps", "0"], "expected a whole number of at least 1, got '0'"),
-        (["growth", "--rounds", "x"], "expected a whole number of at least 1, got 'x'"),
-        (["growth", "--live", "-5"], "expected a whole number of at least 1, got '-5'"),
-    ],
-)
-def test_a_malformed_argument_is_refused_by_the_parser(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
