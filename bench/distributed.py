@@ -375,7 +375,7 @@ def run(increment: int, fanout: int, inflight: int, pool: str, layout: str, roun
     ``state="cluster"``: the state (and the raw baseline's completion stream) on a private
     3-primary Redis Cluster, 16 shards; the private Redis is then the broker only.
     ``history=False``: our workers store no history entry or index row
-    (:data:`bench.worker_app.WITHOUT_HISTORY_ENV`), the baseline of what they cost.
+    (:data:`bench.inspect_cost.WITHOUT_HISTORY_ENV`), the baseline of what they cost.
     """
     from bench import procs, raw_celery
     from config.settings import Settings
@@ -644,7 +644,7 @@ def markdown(data: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def _ours_history(history: bool) -> Iterator[None]:
     """Tell the workers started inside (through their inherited environment) to store no history."""
-    from bench.worker_app import WITHOUT_HISTORY_ENV
+    from bench.inspect_cost import WITHOUT_HISTORY_ENV
 
     if history:
         yield

@@ -64,6 +64,23 @@ class NoHistory:
         return getattr(self._inner, name)
 
 
+#: Environment variable that makes the workers store no history entry or index row.
+WITHOUT_HISTORY_ENV = "BENCH_OURS_WITHOUT_HISTORY"
+
+
+def drop_history() -> None:
+    """Make every runtime of this process build its memory wrapped in :class:`NoHistory`."""
+    from tasks import runtime
+    from tasks.store.memory import RedisMachineMemory
+
+    class _Factory:
+        @staticmethod
+        def from_settings(*args: Any, **kwargs: Any) -> Any:
+            return NoHistory(RedisMachineMemory.from_settings(*args, **kwargs))
+
+    setattr(runtime, "RedisMachineMemory", _Factory)  # noqa: B010 (the name the runtime looks up)
+
+
 def step_cost(workflows: int, redis_url: str) -> dict[str, Any]:
     """Round trips and bytes per step, history and index on and off."""
     on = measure("increment", workflows, redis_url)

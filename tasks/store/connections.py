@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, ClusterDownError, ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -58,8 +65,10 @@ CLUSTER_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     SlotNotCoveredError,
 )
 
-#: Everything a state-Redis call may raise that is the store's trouble, not a bug of the caller.
-STATE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, SlotNotCoveredError)
+#: Everything a state-Redis call may raise that is the store's trouble, not a bug of the caller
+#: (redis-py's cluster client raises ``RedisClusterException``, not a ``RedisError``, when no
+#: node answers or a slot has no owner).
+STATE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
 
 #: Seconds between health checks (a PING before a command on a connection idle that long).
 HEALTH_CHECK_INTERVAL_S = 30

@@ -29,6 +29,8 @@ import time
 import redis
 import redis_lock
 
+from tasks.store.connections import STATE_ERRORS
+
 logger = logging.getLogger(__name__)
 
 #: How long python-redis-lock's wake-up signal list lives after a release (its default).
@@ -118,7 +120,7 @@ class LeaseKeeper:
             logger.warning("Lease on %s was lost; renewal stopped", lock.key)
             self.discard(token)
             return
-        except redis.RedisError as exc:
+        except STATE_ERRORS as exc:
             logger.warning("Could not renew %s (%s); retrying", lock.key, exc)
             return
         with self._mutex:

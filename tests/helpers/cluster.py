@@ -145,7 +145,35 @@ class RedisCluster:
             self.stop()
             raise ClusterError(f"redis-cli --cluster create exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         self.wait_ok()
+        self.wait_replicas_synced()
         return self
+
+    def wait_replicas_synced(self) -> None:
+        """Wait until every replica has finished its first sync (``master_link_status:up``).
+
+        ``cluster_state:ok`` says every slot has a primary, not that the replicas hold a copy:
+        a write right after it may find no replica to acknowledge a ``WAIT``.
+        """
+        deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+        while True:
+            links = [self._link_status(node) for node in self.nodes if node.running]
+            if links.count("up") >= self.replicas * (len(self.nodes) // (self.replicas + 1)):
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the replicas did not sync in {CONVERGE_TIMEOUT_S}s: {links}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _link_status(node: ClusterNodeServer) -> str:
+        """A replica's ``master_link_status`` ("up" once synced); "" for a primary or an error."""
+        client = node.client()
+        try:
+            info = client.info("replication")
+            return str(info.get("master_link_status", "")) if info.get("role") == "slave" else ""
+        except redis.RedisError:
+            return ""
+        finally:
+            client.close()
 
     def wait_ok(self, nodes: list[ClusterNodeServer] | None = None) -> None:
         """Wait until every running node (or ``nodes``) reports ``cluster_state:ok`` and agrees

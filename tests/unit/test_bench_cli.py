@@ -232,8 +232,7 @@ def test_distributed_refuses_an_unknown_broker_in_one_line(capsys: pytest.Captur
 
 
 def test_without_history_our_workers_memory_drops_history_and_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench import worker_app
-    from bench.inspect_cost import NoHistory
+    from bench.inspect_cost import NoHistory, drop_history
     from tasks import runtime
 
     monkeypatch.setattr(runtime, "RedisMachineMemory", runtime.RedisMachineMemory)
@@ -248,7 +247,7 @@ def test_without_history_our_workers_memory_drops_history_and_index(monkeypatch:
             written.update(kwargs, subject=subject)
 
     monkeypatch.setattr("tasks.store.memory.RedisMachineMemory", Inner)
-    worker_app._drop_history()
+    drop_history()
     memory = runtime.RedisMachineMemory.from_settings(None, None)
     assert isinstance(memory, NoHistory)
     memory.write("s", {}, history=b"entry", index=object(), lease="l")
